@@ -1,0 +1,630 @@
+//! The TOML configuration (`/etc/mss-sidecar/config.toml`, contract in DESIGN.md).
+//!
+//! Loading is strict: an unknown key, a missing mandatory key or a bad value is
+//! one [`Error::Config`] whose message names the key (and the line when the
+//! parser knows it), so that `mss-sidecar` exits 2 with a single actionable line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Default configuration file, overridden by `--config` or `MSS_CONFIG`.
+pub const DEFAULT_PATH: &str = "/etc/mss-sidecar/config.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub operator: Operator,
+    #[serde(default)]
+    pub store: Store,
+    pub proxy: Option<Proxy>,
+    pub milter: Option<Milter>,
+    pub events: Option<Events>,
+    pub metrics: Option<Metrics>,
+    #[serde(default)]
+    pub export: Export,
+    pub sipil: Option<Sipil>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Operator {
+    /// Mail domains of the operator: senders on these domains make Echanges rows.
+    pub domains: Vec<String>,
+    #[serde(default = "default_tz")]
+    pub timezone: String,
+    /// Node name, part of every MAIL_ID: unique per sidecar.
+    #[serde(default = "default_node")]
+    pub node: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Store {
+    #[serde(default = "default_capture_path")]
+    pub capture_path: PathBuf,
+    #[serde(default = "default_registry_path")]
+    pub registry_path: PathBuf,
+    #[serde(default = "default_retention")]
+    pub retention_months: u32,
+    /// Fallback journal; default `<capture_path>.journal`.
+    pub journal_path: Option<PathBuf>,
+    /// How long a session waits for the store to acknowledge a transaction
+    /// before it journals it and goes on (milliseconds).
+    #[serde(default = "default_commit_timeout_ms")]
+    pub commit_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamTls {
+    /// Never STARTTLS towards the upstream.
+    #[default]
+    Off,
+    /// STARTTLS when the upstream offers it.
+    Opportunistic,
+    /// Refuse to relay if the upstream does not offer STARTTLS.
+    Required,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Proxy {
+    pub listen: String,
+    pub upstream: String,
+    /// Certificate chain (PEM) offered to clients with STARTTLS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    #[serde(default)]
+    pub upstream_tls: UpstreamTls,
+    /// CA bundle (PEM) to verify the upstream's certificate; when absent the
+    /// upstream certificate is not verified (loopback next hop).
+    pub upstream_ca_file: Option<PathBuf>,
+    /// Name used in the proxy's own replies (421 at shutdown, limits).
+    #[serde(default = "default_hostname")]
+    pub hostname: String,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// Idle time allowed to the client between two reads (RFC 5321 §4.5.3.2: 5 min).
+    #[serde(default = "default_io_timeout")]
+    pub client_timeout_secs: u64,
+    /// Time allowed to the upstream to answer a command (RFC 5321: up to 10 min for DATA).
+    #[serde(default = "default_upstream_timeout")]
+    pub upstream_timeout_secs: u64,
+    /// Concurrent client sessions; further connections wait in the backlog.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// Recipients per transaction beyond which RCPT gets `452 4.5.3`.
+    #[serde(default = "default_max_recipients")]
+    pub max_recipients: usize,
+    /// Commands a client may have in flight (pipelined) before we stop reading it.
+    #[serde(default = "default_max_pipeline")]
+    pub max_pipeline: usize,
+    /// On SIGTERM, how long in-flight transactions may take to finish.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Milter {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Events {
+    pub listen: Option<String>,
+    pub dict_socket: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Export {
+    #[serde(default = "default_out_dir")]
+    pub out_dir: PathBuf,
+    #[serde(default = "default_delimiter")]
+    pub delimiter: String,
+    #[serde(default = "default_max_archive")]
+    pub max_archive_bytes: u64,
+    #[serde(default = "default_true")]
+    pub crlf: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sipil {
+    pub post_url: String,
+    pub report_url: String,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub report_email: Option<String>,
+    #[serde(default = "default_deadline")]
+    pub deadline_day: u8,
+}
+
+fn default_tz() -> String {
+    "Europe/Paris".into()
+}
+fn default_node() -> String {
+    "mx1".into()
+}
+fn default_capture_path() -> PathBuf {
+    "/var/lib/mss-sidecar/capture".into()
+}
+fn default_registry_path() -> PathBuf {
+    "/var/lib/mss-sidecar/registry".into()
+}
+fn default_out_dir() -> PathBuf {
+    "/var/lib/mss-sidecar/exports".into()
+}
+fn default_retention() -> u32 {
+    13
+}
+fn default_commit_timeout_ms() -> u64 {
+    1000
+}
+fn default_hostname() -> String {
+    "mss-sidecar".into()
+}
+fn default_connect_timeout() -> u64 {
+    10
+}
+fn default_io_timeout() -> u64 {
+    300
+}
+fn default_upstream_timeout() -> u64 {
+    600
+}
+fn default_max_sessions() -> usize {
+    1000
+}
+fn default_max_recipients() -> usize {
+    1000
+}
+fn default_max_pipeline() -> usize {
+    200
+}
+fn default_shutdown_grace() -> u64 {
+    30
+}
+fn default_delimiter() -> String {
+    ";".into()
+}
+fn default_max_archive() -> u64 {
+    73_400_320
+}
+fn default_true() -> bool {
+    true
+}
+fn default_deadline() -> u8 {
+    5
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            capture_path: default_capture_path(),
+            registry_path: default_registry_path(),
+            retention_months: default_retention(),
+            journal_path: None,
+            commit_timeout_ms: default_commit_timeout_ms(),
+        }
+    }
+}
+
+impl Default for Export {
+    fn default() -> Self {
+        Export {
+            out_dir: default_out_dir(),
+            delimiter: default_delimiter(),
+            max_archive_bytes: default_max_archive(),
+            crlf: true,
+        }
+    }
+}
+
+impl Store {
+    pub fn journal_path(&self) -> PathBuf {
+        self.journal_path.clone().unwrap_or_else(|| {
+            let mut p = self.capture_path.clone().into_os_string();
+            p.push(".journal");
+            PathBuf::from(p)
+        })
+    }
+
+    pub fn commit_timeout(&self) -> Duration {
+        Duration::from_millis(self.commit_timeout_ms)
+    }
+}
+
+impl Proxy {
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen.parse().expect("validated at load")
+    }
+}
+
+/// Where a listener binds: TCP or a Unix socket path (`unix:/path`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl ListenAddr {
+    pub fn parse(s: &str) -> Option<ListenAddr> {
+        if let Some(p) = s.strip_prefix("unix:") {
+            let p = Path::new(p);
+            return p.is_absolute().then(|| ListenAddr::Unix(p.to_path_buf()));
+        }
+        s.parse().ok().map(ListenAddr::Tcp)
+    }
+}
+
+impl Config {
+    /// Read, parse and validate the file.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the file, the key and (when known) the line.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        Config::parse(&text).map_err(|e| match e {
+            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Parse and validate a configuration text.
+    pub fn parse(text: &str) -> Result<Config> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let mut msg = e.message().trim().to_string();
+            if let Some(span) = e.span() {
+                let line = text[..span.start.min(text.len())].lines().count().max(1);
+                let section = text[..span.start.min(text.len())]
+                    .lines()
+                    .rev()
+                    .find_map(|l| {
+                        let l = l.trim();
+                        (l.starts_with('[') && l.ends_with(']')).then(|| l.to_string())
+                    });
+                msg = match section {
+                    Some(s) => format!("line {line} in {s}: {msg}"),
+                    None => format!("line {line}: {msg}"),
+                };
+            }
+            Error::Config(msg)
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |key: &str, why: String| Err(Error::Config(format!("key `{key}`: {why}")));
+        if self.operator.domains.is_empty() {
+            return bad(
+                "operator.domains",
+                "at least one mail domain is required".into(),
+            );
+        }
+        for d in &self.operator.domains {
+            if !is_domain(d) {
+                return bad(
+                    "operator.domains",
+                    format!("{d:?} is not a mail domain (lower-case labels, e.g. \"ch-exemple.mssante.fr\")"),
+                );
+            }
+        }
+        if jiff::tz::TimeZone::get(&self.operator.timezone).is_err() {
+            return bad(
+                "operator.timezone",
+                format!(
+                    "unknown time zone {:?} (e.g. \"Europe/Paris\")",
+                    self.operator.timezone
+                ),
+            );
+        }
+        let node_ok = !self.operator.node.is_empty()
+            && self.operator.node.len() <= 64
+            && self
+                .operator
+                .node
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !node_ok {
+            return bad(
+                "operator.node",
+                format!(
+                    "{:?} must be 1-64 letters, digits or '-' (it is part of every MAIL_ID)",
+                    self.operator.node
+                ),
+            );
+        }
+        for (key, p) in [
+            ("store.capture_path", &self.store.capture_path),
+            ("store.registry_path", &self.store.registry_path),
+        ] {
+            if !p.is_absolute() {
+                return bad(key, format!("{} must be an absolute path", p.display()));
+            }
+        }
+        if self.store.retention_months == 0 {
+            return bad("store.retention_months", "must be at least 1".into());
+        }
+        if self.store.commit_timeout_ms == 0 || self.store.commit_timeout_ms > 60_000 {
+            return bad(
+                "store.commit_timeout_ms",
+                "must be between 1 and 60000 (mail waits this long at most)".into(),
+            );
+        }
+        if let Some(p) = &self.proxy {
+            if p.listen.parse::<SocketAddr>().is_err() {
+                return bad(
+                    "proxy.listen",
+                    format!(
+                        "{:?} is not an address:port such as \"127.0.0.1:10030\"",
+                        p.listen
+                    ),
+                );
+            }
+            if !is_host_port(&p.upstream) {
+                return bad(
+                    "proxy.upstream",
+                    format!(
+                        "{:?} is not a host:port such as \"127.0.0.1:10025\"",
+                        p.upstream
+                    ),
+                );
+            }
+            match (&p.tls_cert, &p.tls_key) {
+                (Some(c), Some(k)) => {
+                    for (key, f) in [("proxy.tls_cert", c), ("proxy.tls_key", k)] {
+                        if let Err(e) = std::fs::metadata(f) {
+                            return bad(key, format!("{}: {e}", f.display()));
+                        }
+                    }
+                }
+                (None, None) => {}
+                _ => {
+                    return bad(
+                        "proxy.tls_cert",
+                        "tls_cert and tls_key must be set together".into(),
+                    )
+                }
+            }
+            if let Some(ca) = &p.upstream_ca_file {
+                if let Err(e) = std::fs::metadata(ca) {
+                    return bad("proxy.upstream_ca_file", format!("{}: {e}", ca.display()));
+                }
+            }
+            if p.max_sessions == 0 || p.max_recipients == 0 || p.max_pipeline == 0 {
+                return bad(
+                    "proxy.max_sessions",
+                    "max_sessions, max_recipients and max_pipeline must be positive".into(),
+                );
+            }
+        }
+        if let Some(m) = &self.milter {
+            if ListenAddr::parse(&m.listen).is_none() {
+                return bad(
+                    "milter.listen",
+                    format!(
+                        "{:?} is neither address:port nor unix:/absolute/path",
+                        m.listen
+                    ),
+                );
+            }
+        }
+        if let Some(e) = &self.events {
+            if let Some(l) = &e.listen {
+                if l.parse::<SocketAddr>().is_err() {
+                    return bad("events.listen", format!("{l:?} is not an address:port"));
+                }
+            }
+        }
+        if let Some(m) = &self.metrics {
+            if m.listen.parse::<SocketAddr>().is_err() {
+                return bad(
+                    "metrics.listen",
+                    format!("{:?} is not an address:port", m.listen),
+                );
+            }
+        }
+        let d = self.export.delimiter.as_bytes();
+        if d.len() != 1 || d[0] == b'"' || d[0] == b'\r' || d[0] == b'\n' {
+            return bad(
+                "export.delimiter",
+                format!(
+                    "{:?} must be one ASCII character other than a quote or newline",
+                    self.export.delimiter
+                ),
+            );
+        }
+        if let Some(s) = &self.sipil {
+            if let Some(m) = &s.report_email {
+                if !is_address(m) {
+                    return bad("sipil.report_email", format!("{m:?} is not a mail address"));
+                }
+            }
+            if !(1..=28).contains(&s.deadline_day) {
+                return bad("sipil.deadline_day", "must be between 1 and 28".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The configured time zone.
+    pub fn tz(&self) -> jiff::tz::TimeZone {
+        jiff::tz::TimeZone::get(&self.operator.timezone).expect("validated at load")
+    }
+
+    /// Create the capture store's directory if needed and prove it is writable
+    /// (the daemon calls this before it binds anything).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `store.capture_path` (or the journal path).
+    pub fn check_capture_writable(&self) -> Result<()> {
+        check_dir_writable("store.capture_path", &self.store.capture_path)?;
+        let j = self.store.journal_path();
+        if let Some(parent) = j.parent() {
+            check_dir_writable("store.journal_path", parent)?;
+        }
+        Ok(())
+    }
+
+    /// True when `addr`'s domain is one of the operator's.
+    pub fn is_operator_address(&self, addr: &str) -> bool {
+        domain_of(addr).is_some_and(|d| self.operator.domains.iter().any(|o| o == &d))
+    }
+}
+
+/// Create `dir` (mode 0700 on creation) and write a probe file into it.
+pub fn check_dir_writable(key: &str, dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| {
+                Error::Config(format!("key `{key}`: cannot create {}: {e}", dir.display()))
+            })?;
+    }
+    let probe = dir.join(format!(".write-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| {
+            Error::Config(format!(
+                "key `{key}`: {} is not writable: {e}",
+                dir.display()
+            ))
+        })
+}
+
+/// Lower-cased domain part of an address, if any.
+pub fn domain_of(addr: &str) -> Option<String> {
+    let (_, d) = addr.rsplit_once('@')?;
+    (!d.is_empty()).then(|| d.trim_end_matches('.').to_ascii_lowercase())
+}
+
+fn is_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 253
+        && d.contains('.')
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+fn is_address(a: &str) -> bool {
+    match a.rsplit_once('@') {
+        Some((l, d)) => !l.is_empty() && is_domain(&d.to_ascii_lowercase()),
+        None => false,
+    }
+}
+
+fn is_host_port(s: &str) -> bool {
+    if s.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) => !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = "[operator]\ndomains = [\"ch-a.mssante.fr\"]\n";
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse(MIN).unwrap();
+        assert_eq!(c.operator.timezone, "Europe/Paris");
+        assert_eq!(c.store.retention_months, 13);
+        assert_eq!(c.export.max_archive_bytes, 73_400_320);
+        assert_eq!(
+            c.store.journal_path(),
+            PathBuf::from("/var/lib/mss-sidecar/capture.journal")
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let e = Config::parse(&format!("{MIN}\n[proxy]\nlisen = \"x\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `lisen`"), "{e}");
+        assert!(e.contains("line 4 in [proxy]"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("[operator]\ndomains = []\n", "operator.domains"),
+            ("[operator]\ndomains = [\"Not A Domain\"]\n", "operator.domains"),
+            (
+                "[operator]\ndomains = [\"a.fr\"]\ntimezone = \"Mars/Base\"\n",
+                "operator.timezone",
+            ),
+            (
+                "[operator]\ndomains = [\"a.fr\"]\n[proxy]\nlisten = \"nowhere\"\nupstream = \"127.0.0.1:25\"\n",
+                "proxy.listen",
+            ),
+            (
+                "[operator]\ndomains = [\"a.fr\"]\n[proxy]\nlisten = \"127.0.0.1:1\"\nupstream = \"x\"\n",
+                "proxy.upstream",
+            ),
+            (
+                "[operator]\ndomains = [\"a.fr\"]\n[sipil]\npost_url = \"u\"\nreport_url = \"u\"\nreport_email = \"nobody\"\n",
+                "sipil.report_email",
+            ),
+            (
+                "[operator]\ndomains = [\"a.fr\"]\n[store]\ncapture_path = \"relative\"\n",
+                "store.capture_path",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = Config::parse(text).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{key}`")), "{key}: {e}");
+        }
+        let e = Config::parse("[store]\nretention_months = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing field `operator`"), "{e}");
+    }
+
+    #[test]
+    fn unwritable_store_is_refused() {
+        let mut c = Config::parse(MIN).unwrap();
+        c.store.capture_path = "/proc/mss-cannot-exist/capture".into();
+        let e = c.check_capture_writable().unwrap_err().to_string();
+        assert!(e.contains("`store.capture_path`"), "{e}");
+    }
+
+    #[test]
+    fn operator_addresses() {
+        let c = Config::parse(MIN).unwrap();
+        assert!(c.is_operator_address("Dr.X@CH-A.mssante.fr"));
+        assert!(!c.is_operator_address("x@other.fr"));
+        assert!(!c.is_operator_address("<>"));
+    }
+}

@@ -1,0 +1,44 @@
+//! The error type of expected failures, with the exit code each maps to.
+
+use crate::exit;
+
+/// Errors a sysadmin can act on. Each variant names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration key has a bad value (or the file cannot be read/parsed).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A store cannot be opened, read or written.
+    #[error("store {path}: {reason}")]
+    Store { path: String, reason: String },
+    /// Bad command-line usage.
+    #[error("{0}")]
+    Usage(String),
+    /// A listener cannot be bound.
+    #[error("{0}")]
+    Bind(String),
+    /// Anything else, with context.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) | Error::Usage(_) => exit::CONFIG,
+            Error::Store { .. } => exit::STORE,
+            Error::Bind(_) => exit::BIND,
+            Error::Other(_) => exit::UNEXPECTED,
+        }
+    }
+
+    pub fn store(path: impl std::fmt::Display, reason: impl std::fmt::Display) -> Self {
+        Error::Store {
+            path: path.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,19 @@
+//! # mss-shared: what every mss-sidecar binary agrees on
+//!
+//! ## Layout
+//! - [`config`]: the TOML configuration, strict loading and validation.
+//! - [`model`]: records handed from the front ends to the capture writer; MAIL_ID.
+//! - [`month`]: months and time zones (`operator.timezone`), CSV date format.
+//! - [`store`]: the RocksDB stores and their key layout ([`store::capture`]).
+//! - [`output`]: `--json` output structs.
+//! - [`exit`]: process exit codes; [`error`]: expected errors and their codes.
+
+pub mod config;
+pub mod error;
+pub mod exit;
+pub mod model;
+pub mod month;
+pub mod output;
+pub mod store;
+
+pub use error::{Error, Result};

@@ -1,0 +1,55 @@
+//! Machine output (`--json`) structs: stable, snake_case, versioned by their
+//! field set. Human output is rendered from the same structs.
+
+use serde::{Deserialize, Serialize};
+
+/// `mss-admin counts --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// `YYYY-MM`
+    pub month: String,
+    pub domains: Vec<DomainCounts>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainCounts {
+    pub domain: String,
+    /// Distinct messages sent by the domain's BALs.
+    pub messages: u64,
+    /// Echanges rows (one per accepted recipient).
+    pub rows: u64,
+    /// Sum of TAILLE over messages (each message counted once).
+    pub bytes: u64,
+    /// Distinct senders.
+    pub senders: u64,
+    /// Distinct BALs of the domain seen this month (senders, recipients,
+    /// logins); the registry adds mailboxes never seen.
+    pub mailboxes: u64,
+    /// Successful login events.
+    pub logins: u64,
+    /// Per local day, only days with traffic.
+    pub days: Vec<DayCounts>,
+}
+
+impl DomainCounts {
+    pub fn new(domain: &str) -> Self {
+        DomainCounts {
+            domain: domain.to_string(),
+            messages: 0,
+            rows: 0,
+            bytes: 0,
+            senders: 0,
+            mailboxes: 0,
+            logins: 0,
+            days: vec![],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayCounts {
+    /// `YYYY-MM-DD`, local (operator.timezone).
+    pub day: String,
+    pub messages: u64,
+    pub rows: u64,
+}

@@ -1,0 +1,16 @@
+//! The two RocksDB stores. Only the capture store exists so far; the registry
+//! (mailboxes, submissions) joins it with the registry issue.
+
+pub mod capture;
+
+/// Options common to both stores: LZ4 everywhere (the only compression we
+/// link), fsync'd WAL writes are chosen per write.
+pub(crate) fn base_options() -> rocksdb::Options {
+    let mut o = rocksdb::Options::default();
+    o.create_if_missing(true);
+    o.create_missing_column_families(true);
+    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    o.set_keep_log_file_num(5);
+    o.set_max_log_file_size(8 << 20);
+    o
+}

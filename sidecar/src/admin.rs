@@ -1,0 +1,87 @@
+//! `mss-admin` subcommands.
+
+use std::path::Path;
+
+use mss_shared::config::Config;
+use mss_shared::month::Month;
+use mss_shared::output::Counts;
+use mss_shared::store::capture::{CaptureStore, Classifier};
+use mss_shared::{exit, Error};
+
+/// Open the capture store as a RocksDB secondary (works while the sidecar
+/// runs). The secondary's own files live in a private temporary directory
+/// removed on drop.
+pub struct SecondaryCapture {
+    pub store: CaptureStore,
+    _dir: tempfile::TempDir,
+}
+
+impl SecondaryCapture {
+    pub fn open(cfg: &Config) -> Result<Self, Error> {
+        let dir = tempfile::Builder::new()
+            .prefix("mss-admin-secondary-")
+            .tempdir()
+            .map_err(|e| Error::Other(format!("temporary directory: {e}")))?;
+        let store = CaptureStore::open_secondary(&cfg.store.capture_path, dir.path())?;
+        Ok(SecondaryCapture { store, _dir: dir })
+    }
+}
+
+/// `mss-admin counts --month YYYY-MM [--domain D] [--json]`.
+pub fn counts(config: &Path, month: &str, domain: Option<&str>, json: bool) -> Result<i32, Error> {
+    let cfg = Config::load(config)?;
+    let month = Month::parse(month)?;
+    let domain = domain.map(|d| d.to_ascii_lowercase());
+    if let Some(d) = &domain {
+        if !cfg.operator.domains.iter().any(|o| o == d) {
+            return Err(Error::Usage(format!(
+                "--domain {d}: not one of operator.domains ({})",
+                cfg.operator.domains.join(", ")
+            )));
+        }
+    }
+    let sec = SecondaryCapture::open(&cfg)?;
+    let counts = sec
+        .store
+        .counts(month, &Classifier::from_config(&cfg), domain.as_deref())?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&counts).expect("serialisable")
+        );
+    } else {
+        print!("{}", render_counts(&counts));
+    }
+    Ok(exit::OK)
+}
+
+/// Human view: one block per domain, a per-day bar chart of rows.
+pub fn render_counts(c: &Counts) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(o, "month {}", c.month);
+    for d in &c.domains {
+        let _ = writeln!(
+            o,
+            "\n{}\n  messages {}  rows {}  bytes {}  senders {}  mailboxes {}  logins {}",
+            d.domain, d.messages, d.rows, d.bytes, d.senders, d.mailboxes, d.logins
+        );
+        let max = d.days.iter().map(|x| x.rows).max().unwrap_or(0);
+        for day in &d.days {
+            let width = if max == 0 {
+                0
+            } else {
+                (day.rows * 40).div_ceil(max) as usize
+            };
+            let _ = writeln!(
+                o,
+                "  {}  {:>8} msg {:>8} rows  {}",
+                day.day,
+                day.messages,
+                day.rows,
+                "#".repeat(width)
+            );
+        }
+    }
+    o
+}

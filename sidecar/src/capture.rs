@@ -1,0 +1,440 @@
+//! The capture writer: one thread owns the store; sessions hand it records and
+//! wait (a bounded time) for the acknowledgement.
+//!
+//! - **Group commit**: the writer takes every record queued while the previous
+//!   synced write was in progress and commits them in one `WriteBatch` with
+//!   one fsync, then acknowledges each.
+//! - **Mail first**: [`Capture::commit`] never fails and never waits longer
+//!   than `store.commit_timeout_ms`. When the store refuses or is too slow,
+//!   the record is appended (fsync'd) to the journal file, an error is logged
+//!   and `mss_journal_records_total` grows; the session goes on.
+//! - **Replay**: the journal is replayed into the store at start and, once
+//!   the store works again, by the writer itself; replay is idempotent
+//!   (message keys derive from MAIL_ID + recipient).
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use mss_shared::model::Record;
+use mss_shared::store::capture::{CaptureStore, Classifier};
+
+use crate::metrics::Metrics;
+
+/// Where committed records go. The real one is the RocksDB capture store;
+/// tests swap in failing or stalling ones.
+pub trait Sink: Send + Sync + 'static {
+    /// Durably apply all records (one atomic, synced write), or fail.
+    fn commit(&self, records: &[Record]) -> Result<(), String>;
+}
+
+/// The RocksDB capture store as a sink.
+pub struct StoreSink {
+    pub store: CaptureStore,
+    pub classifier: Classifier,
+}
+
+impl Sink for StoreSink {
+    fn commit(&self, records: &[Record]) -> Result<(), String> {
+        self.store
+            .apply(records, &self.classifier, true)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// How a record ended up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// In the store, synced.
+    Stored,
+    /// In the journal (store failed or too slow); replayed later.
+    Journaled,
+    /// Neither store nor journal took it (both failing): logged as an error.
+    Lost,
+}
+
+struct Job {
+    record: Record,
+    ack: oneshot::Sender<Result<(), String>>,
+}
+
+/// The append-only fallback journal: one JSON record per line.
+pub struct Journal {
+    path: PathBuf,
+    lock: Mutex<()>,
+    /// Set when records were appended since the last successful replay.
+    dirty: AtomicBool,
+}
+
+impl Journal {
+    pub fn new(path: PathBuf) -> Self {
+        let dirty = path.metadata().map(|m| m.len() > 0).unwrap_or(false);
+        Journal {
+            path,
+            lock: Mutex::new(()),
+            dirty: AtomicBool::new(dirty),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Append one record and fsync.
+    pub fn append(&self, r: &Record) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(r).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = open_append(&self.path)?;
+        f.write_all(&line)?;
+        f.sync_data()?;
+        self.dirty.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        self.dirty.load(Ordering::SeqCst)
+    }
+
+    /// Replay every record into `sink`, then empty the journal. A torn last
+    /// line (crash during append) is skipped with a warning. Returns how many
+    /// records were replayed.
+    pub fn replay(&self, sink: &dyn Sink) -> Result<usize, String> {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let f = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.dirty.store(false, Ordering::SeqCst);
+                return Ok(0);
+            }
+            Err(e) => return Err(format!("journal {}: {e}", self.path.display())),
+        };
+        let mut batch = Vec::new();
+        let mut n = 0;
+        for (i, line) in BufReader::new(f).split(b'\n').enumerate() {
+            let line = line.map_err(|e| format!("journal {}: {e}", self.path.display()))?;
+            if line.is_empty() {
+                continue;
+            }
+            match serde_json::from_slice::<Record>(&line) {
+                Ok(r) => batch.push(r),
+                Err(e) => {
+                    tracing::warn!(journal = %self.path.display(), line = i + 1, "skipping unreadable journal line: {e}")
+                }
+            }
+            if batch.len() >= 1000 {
+                sink.commit(&batch)?;
+                n += batch.len();
+                batch.clear();
+            }
+        }
+        if !batch.is_empty() {
+            sink.commit(&batch)?;
+            n += batch.len();
+        }
+        std::fs::remove_file(&self.path)
+            .map_err(|e| format!("journal {}: {e}", self.path.display()))?;
+        self.dirty.store(false, Ordering::SeqCst);
+        Ok(n)
+    }
+}
+
+fn open_append(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// The sessions' handle on the writer. Cheap to clone.
+#[derive(Clone)]
+pub struct Capture {
+    tx: mpsc::Sender<Job>,
+    journal: Arc<Journal>,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl Capture {
+    /// Start the writer thread over `sink`. The journal is replayed first.
+    pub fn start(
+        sink: Arc<dyn Sink>,
+        journal: Arc<Journal>,
+        timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        match journal.replay(sink.as_ref()) {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(records = n, journal = %journal.path().display(), "journal replayed into the capture store")
+            }
+            Err(e) => {
+                tracing::error!("journal replay failed, will retry when the store works: {e}")
+            }
+        }
+        let (tx, rx) = mpsc::channel(16_384);
+        let j = journal.clone();
+        let m = metrics.clone();
+        std::thread::Builder::new()
+            .name("capture-writer".into())
+            .spawn(move || writer_loop(rx, sink, j, m))
+            .expect("spawn capture writer");
+        Capture {
+            tx,
+            journal,
+            timeout,
+            metrics,
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Commit a record: wait for the store's acknowledgement at most the
+    /// configured bound, else journal it. Never fails the caller.
+    pub async fn commit(&self, record: Record) -> Outcome {
+        let started = Instant::now();
+        let (ack, rx) = oneshot::channel();
+        let job = Job {
+            record: record.clone(),
+            ack,
+        };
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let why = match tokio::time::timeout_at(deadline, self.tx.send(job)).await {
+            Ok(Ok(())) => match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(Ok(()))) => {
+                    self.metrics.commit_latency.observe(started.elapsed());
+                    return Outcome::Stored;
+                }
+                Ok(Ok(Err(e))) => e,
+                Ok(Err(_)) => "capture writer stopped".to_string(),
+                Err(_) => format!(
+                    "store did not acknowledge within {} ms",
+                    self.timeout.as_millis()
+                ),
+            },
+            Ok(Err(_)) => "capture writer stopped".to_string(),
+            Err(_) => format!("capture queue full for {} ms", self.timeout.as_millis()),
+        };
+        self.fallback(record, &why).await
+    }
+
+    async fn fallback(&self, record: Record, why: &str) -> Outcome {
+        let j = self.journal.clone();
+        let r = record.clone();
+        let res = tokio::task::spawn_blocking(move || j.append(&r))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match res {
+            Ok(()) => {
+                self.metrics.journal_records.inc();
+                tracing::error!(journal = %self.journal.path().display(), "capture store unavailable ({why}): record journaled, mail goes on");
+                Outcome::Journaled
+            }
+            Err(e) => {
+                self.metrics.lost_records.inc();
+                tracing::error!(journal = %self.journal.path().display(), record = ?summary(&record),
+                    "capture store unavailable ({why}) and journal write failed ({e}): record LOST, mail goes on");
+                Outcome::Lost
+            }
+        }
+    }
+}
+
+/// What to log of a record that could not be kept (no addresses at error level
+/// beyond the sender, which the admin needs to reconcile).
+fn summary(r: &Record) -> String {
+    match r {
+        Record::Message(m) => format!(
+            "message {} from {} to {} recipients",
+            m.mail_id,
+            m.sender,
+            m.recipients.len()
+        ),
+        Record::Login(l) => format!("login {} {}", l.bal, l.service),
+    }
+}
+
+fn writer_loop(
+    mut rx: mpsc::Receiver<Job>,
+    sink: Arc<dyn Sink>,
+    journal: Arc<Journal>,
+    metrics: Arc<Metrics>,
+) {
+    const MAX_BATCH: usize = 4096;
+    let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut records: Vec<Record> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        jobs.push(first);
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        // Skip records whose session already gave up waiting (they are
+        // journaled): fewer duplicates, same result either way.
+        jobs.retain(|j| !j.ack.is_closed());
+        records.clear();
+        records.extend(jobs.iter().map(|j| j.record.clone()));
+        let res = if records.is_empty() {
+            Ok(())
+        } else {
+            sink.commit(&records)
+        };
+        match &res {
+            Ok(()) => {
+                metrics.batches.inc();
+                for r in &records {
+                    metrics.count_stored(r);
+                }
+            }
+            Err(e) => {
+                metrics.store_errors.inc();
+                tracing::error!("capture store write failed: {e}");
+            }
+        }
+        let ok = res.is_ok();
+        for j in jobs.drain(..) {
+            let _ = j.ack.send(res.clone());
+        }
+        if ok && journal.is_dirty() {
+            match journal.replay(sink.as_ref()) {
+                Ok(n) if n > 0 => {
+                    tracing::info!(records = n, "store works again: journal replayed")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("journal replay deferred: {e}"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mss_shared::model::LoginRecord;
+    use std::sync::atomic::AtomicUsize;
+
+    struct Flaky {
+        fail: AtomicBool,
+        stall: AtomicBool,
+        stored: Mutex<Vec<Record>>,
+        calls: AtomicUsize,
+    }
+
+    impl Sink for Flaky {
+        fn commit(&self, records: &[Record]) -> Result<(), String> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            while self.stall.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if self.fail.load(Ordering::SeqCst) {
+                return Err("injected failure".into());
+            }
+            self.stored.lock().unwrap().extend_from_slice(records);
+            Ok(())
+        }
+    }
+
+    fn login(n: i64) -> Record {
+        Record::Login(LoginRecord {
+            bal: format!("u{n}@ch.fr"),
+            time_us: n,
+            service: "imap".into(),
+            source: "test".into(),
+        })
+    }
+
+    fn flaky() -> Arc<Flaky> {
+        Arc::new(Flaky {
+            fail: AtomicBool::new(false),
+            stall: AtomicBool::new(false),
+            stored: Mutex::new(vec![]),
+            calls: AtomicUsize::new(0),
+        })
+    }
+
+    #[tokio::test]
+    async fn failing_store_journals_then_replays_when_it_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = flaky();
+        sink.fail.store(true, Ordering::SeqCst);
+        let journal = Arc::new(Journal::new(dir.path().join("j")));
+        let m = Arc::new(Metrics::default());
+        let cap = Capture::start(
+            sink.clone(),
+            journal.clone(),
+            Duration::from_millis(200),
+            m.clone(),
+        );
+        assert_eq!(cap.commit(login(1)).await, Outcome::Journaled);
+        assert_eq!(cap.commit(login(2)).await, Outcome::Journaled);
+        assert_eq!(m.journal_records.get(), 2);
+        assert!(sink.stored.lock().unwrap().is_empty());
+        sink.fail.store(false, Ordering::SeqCst);
+        assert_eq!(cap.commit(login(3)).await, Outcome::Stored);
+        // The writer replays the journal right after the first good write.
+        for _ in 0..100 {
+            if !journal.is_dirty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let stored = sink.stored.lock().unwrap().clone();
+        assert_eq!(stored, vec![login(3), login(1), login(2)]);
+        assert!(!dir.path().join("j").exists());
+    }
+
+    #[tokio::test]
+    async fn stalled_store_does_not_hold_the_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = flaky();
+        sink.stall.store(true, Ordering::SeqCst);
+        let journal = Arc::new(Journal::new(dir.path().join("j")));
+        let cap = Capture::start(
+            sink.clone(),
+            journal.clone(),
+            Duration::from_millis(100),
+            Arc::new(Metrics::default()),
+        );
+        let t = Instant::now();
+        assert_eq!(cap.commit(login(7)).await, Outcome::Journaled);
+        assert!(t.elapsed() < Duration::from_secs(2));
+        // At next start the journal is replayed (idempotent with a late commit).
+        let sink2 = flaky();
+        let _cap2 = Capture::start(
+            sink2.clone(),
+            Arc::new(Journal::new(dir.path().join("j"))),
+            Duration::from_millis(100),
+            Arc::new(Metrics::default()),
+        );
+        assert_eq!(sink2.stored.lock().unwrap().clone(), vec![login(7)]);
+        sink.stall.store(false, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn torn_journal_line_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j");
+        let j = Journal::new(p.clone());
+        j.append(&login(1)).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"{\"kind\":\"lo")
+            .unwrap();
+        let sink = flaky();
+        assert_eq!(j.replay(sink.as_ref()).unwrap(), 1);
+        assert_eq!(sink.stored.lock().unwrap().clone(), vec![login(1)]);
+    }
+}

@@ -1,0 +1,17 @@
+//! # mss-sidecar: capture MSSanté statistics inline
+//!
+//! ## Layout
+//! - [`daemon`]: `mss-sidecar` itself: load config, open the store, start the
+//!   capture writer and the configured front ends, stop on SIGTERM.
+//! - [`capture`]: the capture writer (group commit, bounded wait, journal).
+//! - [`proxy`]: the SMTP proxy front end and its protocol [`proxy::observer`].
+//! - [`metrics`]: counters and the `/metrics` endpoint.
+//! - [`admin`]: `mss-admin` subcommands.
+//! - [`cli`]: error printing and exit codes shared by the binaries.
+
+pub mod admin;
+pub mod capture;
+pub mod cli;
+pub mod daemon;
+pub mod metrics;
+pub mod proxy;

@@ -1,0 +1,191 @@
+//! Counters shared by every front end, rendered in the Prometheus text format.
+//!
+//! Hand-rolled on atomics: a handful of counters and one histogram do not
+//! justify a registry crate on the SMTP hot path.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use mss_shared::model::Record;
+
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Latency histogram with fixed buckets (seconds).
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    buckets: Vec<AtomicU64>,
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+const LATENCY_BOUNDS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            bounds: LATENCY_BOUNDS,
+            buckets: LATENCY_BOUNDS.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_us: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        for (b, c) in self.bounds.iter().zip(&self.buckets) {
+            if s <= *b {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.sum_us
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, name: &str, out: &mut String) {
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (b, c) in self.bounds.iter().zip(&self.buckets) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{b}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        let n = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {n}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {n}");
+    }
+}
+
+/// Per front end counters.
+#[derive(Debug, Default)]
+pub struct Frontend {
+    pub sessions: Counter,
+    pub transactions: Counter,
+    pub rows: Counter,
+    pub aborted: Counter,
+    pub upstream_errors: Counter,
+    pub protocol_errors: Counter,
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub proxy: Frontend,
+    pub milter: Frontend,
+    pub logins: Counter,
+    pub batches: Counter,
+    pub store_errors: Counter,
+    pub journal_records: Counter,
+    pub lost_records: Counter,
+    pub stored_messages: Counter,
+    pub commit_latency: Histogram,
+}
+
+impl Metrics {
+    pub fn frontend(&self, name: &str) -> &Frontend {
+        match name {
+            "milter" => &self.milter,
+            _ => &self.proxy,
+        }
+    }
+
+    pub(crate) fn count_stored(&self, r: &Record) {
+        match r {
+            Record::Message(_) => self.stored_messages.inc(),
+            Record::Login(_) => self.logins.inc(),
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut o = String::new();
+        let fe: [(&str, &str, fn(&Frontend) -> &Counter); 6] = [
+            ("mss_sessions_total", "client sessions accepted", |f| {
+                &f.sessions
+            }),
+            (
+                "mss_transactions_total",
+                "messages accepted by the next hop and captured",
+                |f| &f.transactions,
+            ),
+            ("mss_rows_total", "recipient rows captured", |f| &f.rows),
+            (
+                "mss_transactions_aborted_total",
+                "transactions refused or aborted (no row)",
+                |f| &f.aborted,
+            ),
+            (
+                "mss_upstream_errors_total",
+                "upstream unreachable, timed out or not speaking SMTP",
+                |f| &f.upstream_errors,
+            ),
+            (
+                "mss_protocol_errors_total",
+                "client sessions closed for a protocol violation",
+                |f| &f.protocol_errors,
+            ),
+        ];
+        for (name, help, get) in fe {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (label, f) in [("proxy", &self.proxy), ("milter", &self.milter)] {
+                let _ = writeln!(o, "{name}{{frontend=\"{label}\"}} {}", get(f).get());
+            }
+        }
+        for (name, help, c) in [
+            (
+                "mss_login_events_total",
+                "login events stored",
+                &self.logins,
+            ),
+            ("mss_store_batches_total", "group commits", &self.batches),
+            (
+                "mss_store_errors_total",
+                "failed store writes",
+                &self.store_errors,
+            ),
+            (
+                "mss_journal_records_total",
+                "records written to the fallback journal",
+                &self.journal_records,
+            ),
+            (
+                "mss_lost_records_total",
+                "records neither stored nor journaled",
+                &self.lost_records,
+            ),
+        ] {
+            let _ = writeln!(
+                o,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.get()
+            );
+        }
+        self.commit_latency
+            .render("mss_capture_commit_seconds", &mut o);
+        o
+    }
+}

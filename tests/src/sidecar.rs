@@ -1,0 +1,143 @@
+//! Run the sidecar's proxy front end in-process (so a test can swap the
+//! store), or the real binaries, and read back what was captured.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mss_shared::config::Config;
+use mss_shared::model::MailIdGen;
+use mss_shared::month::Month;
+use mss_shared::store::capture::{CaptureStore, Classifier, OutRow};
+use mss_sidecar::capture::{Capture, Journal, Sink, StoreSink};
+use mss_sidecar::metrics::Metrics;
+use mss_sidecar::proxy::{self, ProxyContext};
+
+/// Operator domain used by every test.
+pub const DOMAIN: &str = "ch-test.mssante.fr";
+
+/// A configuration text for a proxy in front of `upstream`.
+pub fn config_text(dir: &Path, listen: &str, upstream: &str, extra_proxy: &str) -> String {
+    format!(
+        "[operator]\ndomains = [\"{DOMAIN}\", \"ch-autre.mssante.fr\"]\nnode = \"t1\"\n\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\ncommit_timeout_ms = 500\n\n[proxy]\nlisten = \"{listen}\"\nupstream = \"{upstream}\"\nhostname = \"proxy.test\"\nupstream_timeout_secs = 20\nclient_timeout_secs = 20\nshutdown_grace_secs = 5\n{extra_proxy}\n",
+        dir.join("capture").display(),
+        dir.join("registry").display()
+    )
+}
+
+/// A proxy running on its own runtime thread.
+pub struct RunningProxy {
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    pub metrics: Arc<Metrics>,
+    stop: tokio::sync::watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningProxy {
+    /// Start with the real RocksDB store under `dir`.
+    pub fn start(dir: &Path, upstream: &str, extra_proxy: &str) -> RunningProxy {
+        let cfg = Config::parse(&config_text(dir, "127.0.0.1:0", upstream, extra_proxy))
+            .expect("test config");
+        let store = CaptureStore::open(&cfg.store.capture_path).expect("open store");
+        let sink = Arc::new(StoreSink {
+            store,
+            classifier: Classifier::from_config(&cfg),
+        });
+        Self::start_with_sink(dir, cfg, sink)
+    }
+
+    /// Start with any sink (failing stores in tests).
+    pub fn start_with_sink(dir: &Path, cfg: Config, sink: Arc<dyn Sink>) -> RunningProxy {
+        let metrics = Arc::new(Metrics::default());
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let m = metrics.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let journal = Arc::new(Journal::new(cfg.store.journal_path()));
+                let capture = Capture::start(sink, journal, cfg.store.commit_timeout(), m);
+                let pcfg = cfg.proxy.clone().unwrap();
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                let ctx = ProxyContext::new(
+                    pcfg,
+                    capture,
+                    Classifier::from_config(&cfg),
+                    Arc::new(MailIdGen::new(&cfg.operator.node)),
+                )
+                .unwrap();
+                proxy::run(listener, Arc::new(ctx), stop_rx).await;
+            });
+        });
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("proxy started");
+        RunningProxy {
+            addr,
+            dir: dir.to_path_buf(),
+            metrics,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Stop (SIGTERM path) and wait for the runtime to end.
+    pub fn stop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for RunningProxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Every Echanges row of the current month, read through a secondary instance
+/// (as mss-admin does), waiting a little for them to appear.
+pub fn rows(dir: &Path) -> Vec<OutRow> {
+    let sec = tempfile::tempdir().unwrap();
+    let store = CaptureStore::open_secondary(&dir.join("capture"), sec.path()).expect("secondary");
+    let tz = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
+    let mut out = vec![];
+    let now = Month::current(&tz);
+    for m in [now.prev(), now] {
+        store.for_each_out(m, None, |r| out.push(r)).unwrap();
+    }
+    out
+}
+
+/// (sender, recipient, size) of each row, in store order.
+pub fn row_triples(dir: &Path) -> Vec<(String, String, u64)> {
+    rows(dir)
+        .into_iter()
+        .map(|r| (r.sender, r.recipient, r.size))
+        .collect()
+}
+
+/// Path of a workspace binary (built by `cargo build --bins`, which `tests/run` does).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} missing: run `cargo build --bins` first (tests/run does)",
+        p.display()
+    );
+    p
+}
