@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use mss_shared::config::Config;
+use mss_shared::config::{Config, ListenAddr};
 use mss_shared::model::MailIdGen;
 use mss_shared::month::Month;
 use mss_shared::store::capture::{CaptureStore, Classifier};
@@ -16,6 +16,7 @@ use mss_shared::{exit, Error};
 
 use crate::capture::{Capture, Journal, StoreSink};
 use crate::metrics::Metrics;
+use crate::milter::{self, MilterContext, MilterListener};
 use crate::proxy::{self, ProxyContext};
 
 /// Load and check everything, bind the listeners, then serve until SIGTERM.
@@ -66,6 +67,18 @@ async fn serve(cfg: Config, store: CaptureStore, classifier: Classifier) -> Resu
         Some(p) => Some(bind("proxy.listen", &p.listen).await?),
         None => None,
     };
+    let milter_listener = match &cfg.milter {
+        Some(m) => {
+            let addr = ListenAddr::parse(&m.listen).expect("validated at load");
+            Some(MilterListener::bind(&addr).await.map_err(|e| {
+                Error::Bind(format!(
+                    "cannot listen on {} (`milter.listen`): {e}",
+                    m.listen
+                ))
+            })?)
+        }
+        None => None,
+    };
     let metrics_listener = match &cfg.metrics {
         Some(m) => Some(bind("metrics.listen", &m.listen).await?),
         None => None,
@@ -77,8 +90,17 @@ async fn serve(cfg: Config, store: CaptureStore, classifier: Classifier) -> Resu
         tracing::info!(listen = %p.listen, upstream = %p.upstream, tls = ctx.client_tls.is_some(), "proxy front end ready");
         tasks.spawn(proxy::run(l, Arc::new(ctx), stop_rx.clone()));
     }
-    if cfg.milter.is_some() {
-        tracing::warn!("[milter] is configured but the milter front end is not in this build yet");
+    if let (Some(l), Some(m)) = (milter_listener, &cfg.milter) {
+        let ctx = Arc::new(MilterContext {
+            capture: capture.clone(),
+            classifier: classifier.clone(),
+            ids: ids.clone(),
+        });
+        tracing::info!(listen = %m.listen, "milter front end ready");
+        let mut stop = stop_rx.clone();
+        tasks.spawn(milter::run(l, ctx, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }));
     }
     if let Some(l) = metrics_listener {
         tasks.spawn(serve_metrics(l, metrics.clone(), stop_rx.clone()));

@@ -5,6 +5,7 @@
 //!   capture writer and the configured front ends, stop on SIGTERM.
 //! - [`capture`]: the capture writer (group commit, bounded wait, journal).
 //! - [`proxy`]: the SMTP proxy front end and its protocol [`proxy::observer`].
+//! - [`milter`]: the milter front end (Postfix `smtpd_milters` / `non_smtpd_milters`).
 //! - [`metrics`]: counters and the `/metrics` endpoint.
 //! - [`admin`]: `mss-admin` subcommands.
 //! - [`cli`]: error printing and exit codes shared by the binaries.
@@ -14,4 +15,5 @@ pub mod capture;
 pub mod cli;
 pub mod daemon;
 pub mod metrics;
+pub mod milter;
 pub mod proxy;

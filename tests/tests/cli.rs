@@ -1,0 +1,212 @@
+//! The real binaries: configuration errors, exit codes, `mss-admin counts`
+//! against a running daemon, SIGTERM.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mss_tests::postfix::{Postfix, PostfixBuilder};
+use mss_tests::sidecar::{bin, config_text, DOMAIN};
+
+fn check(config: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("config.toml");
+    std::fs::write(&p, config).unwrap();
+    let out = Command::new(bin("mss-sidecar"))
+        .args(["--check", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_errors_exit_2_with_one_line_naming_the_key() {
+    let cases = [
+        ("[operator]\ndomains = [\"ch-a.mssante.fr\"]\n[proxy]\nlisten = \"127.0.0.1:1\"\nupstream = \"127.0.0.1:2\"\nmax_rcpt = 5\n", "unknown field `max_rcpt`"),
+        ("[operator]\ndomains = []\n", "`operator.domains`"),
+        ("[operator]\ndomains = [\"ch-a.mssante.fr\"]\n[proxy]\nlisten = \"localhost\"\nupstream = \"127.0.0.1:2\"\n", "`proxy.listen`"),
+        ("[operator]\ndomains = [\"ch-a.mssante.fr\"]\n[store]\ncapture_path = \"/proc/nope/capture\"\n", "`store.capture_path`"),
+        ("not toml at all", "line 1"),
+    ];
+    for (cfg, want) in cases {
+        let (code, err) = check(cfg);
+        assert_eq!(code, 2, "{cfg}: {err}");
+        assert!(err.starts_with("error: configuration"), "{err}");
+        assert!(err.contains(want), "{want} not in {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    }
+    let out = Command::new(bin("mss-sidecar"))
+        .args(["--check", "--config", "/nonexistent/config.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/config.toml"));
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_daemon(cfg_path: &std::path::Path) -> Daemon {
+    Daemon(
+        Command::new(bin("mss-sidecar"))
+            .arg("--config")
+            .arg(cfg_path)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn wait_port(addr: &str) {
+    let t = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{addr} never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn daemon_counts_while_running_then_stops_on_sigterm() {
+    let pf = PostfixBuilder::new().start().expect("postfix");
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", Postfix::free_port());
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, config_text(dir.path(), &listen, &pf.addr(), "")).unwrap();
+    let mut d = start_daemon(&cfg);
+    wait_port(&listen);
+
+    let a = format!("dr.a@{DOMAIN}");
+    let b = format!("dr.b@{DOMAIN}");
+    for (from, to) in [
+        (&a, vec!["x@ext.test", "y@ext.test"]),
+        (&b, vec!["z@ext.test"]),
+        (&a, vec!["x@ext.test"]),
+    ] {
+        let out = mss_tests::swaks::send(&listen, from, &to, &["--body", "hello"]);
+        assert!(out.ok, "{}", out.transcript);
+    }
+    let month = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::get("Europe/Paris").unwrap());
+    let month = format!("{:04}-{:02}", month.year(), month.month());
+    let out = Command::new(bin("mss-admin"))
+        .args([
+            "counts", "--json", "--month", &month, "--domain", DOMAIN, "--config",
+        ])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["month"], month);
+    let d0 = &v["domains"][0];
+    assert_eq!(d0["domain"], DOMAIN);
+    assert_eq!(
+        (
+            d0["messages"].as_u64(),
+            d0["rows"].as_u64(),
+            d0["senders"].as_u64()
+        ),
+        (Some(3), Some(4), Some(2))
+    );
+    assert_eq!(d0["mailboxes"].as_u64(), Some(2));
+    assert_eq!(d0["days"].as_array().unwrap().len(), 1);
+    assert_eq!(d0["days"][0]["rows"].as_u64(), Some(4));
+
+    // Human output has the per-day bar.
+    let out = Command::new(bin("mss-admin"))
+        .args(["counts", "--month", &month, "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("messages 3  rows 4"), "{text}");
+    assert!(text.contains("####"), "{text}");
+
+    // A second daemon on the same store is refused with exit 3.
+    let cfg2 = dir.path().join("config2.toml");
+    let listen2 = format!("127.0.0.1:{}", Postfix::free_port());
+    std::fs::write(&cfg2, config_text(dir.path(), &listen2, &pf.addr(), "")).unwrap();
+    let out = Command::new(bin("mss-sidecar"))
+        .arg("--config")
+        .arg(&cfg2)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already running"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // SIGTERM: clean exit 0.
+    let t = Instant::now();
+    unsafe_kill_term(d.0.id());
+    let status = loop {
+        if let Some(s) = d.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "daemon did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn listen_address_in_use_exits_4() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        config_text(
+            dir.path(),
+            &busy.local_addr().unwrap().to_string(),
+            "127.0.0.1:25",
+            "",
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin("mss-sidecar"))
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`proxy.listen`"));
+}
+
+fn unsafe_kill_term(pid: u32) {
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+}
