@@ -12,6 +12,9 @@
 //! TAILLE in milter mode: every header as `name: value\r\n`, the blank line,
 //! and the body bytes Postfix sends us. Postfix's own `Received:` header is
 //! not shown to milters, so sizes are smaller than the proxy's by that header.
+//! Headers Postfix adds to a message that lacks them (`Date:`, `From:`,
+//! `Message-ID:` for local clients, see `local_header_rewrite_clients`) *are*
+//! shown and counted: they are part of the message Postfix queues.
 //!
 //! Macros negotiated (Postfix sends only those asked): `{auth_authen}`,
 //! `{auth_type}`, `{mail_addr}`, `i` at MAIL; `{rcpt_addr}`, `i` at RCPT;

@@ -12,6 +12,7 @@ use mss_shared::month::Month;
 use mss_shared::store::capture::{CaptureStore, Classifier, OutRow};
 use mss_sidecar::capture::{Capture, Journal, Sink, StoreSink};
 use mss_sidecar::metrics::Metrics;
+use mss_sidecar::milter::{self, MilterContext, MilterListener};
 use mss_sidecar::proxy::{self, ProxyContext};
 
 /// Operator domain used by every test.
@@ -26,9 +27,22 @@ pub fn config_text(dir: &Path, listen: &str, upstream: &str, extra_proxy: &str) 
     )
 }
 
-/// A proxy running on its own runtime thread.
+/// A configuration text for the milter front end only.
+pub fn milter_config_text(dir: &Path, listen: &str) -> String {
+    format!(
+        "[operator]\ndomains = [\"{DOMAIN}\", \"ch-autre.mssante.fr\"]\nnode = \"t1\"\n\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\ncommit_timeout_ms = 500\n\n[milter]\nlisten = \"{listen}\"\n",
+        dir.join("capture").display(),
+        dir.join("registry").display()
+    )
+}
+
+/// The sidecar's front ends (proxy and/or milter, per the config) running
+/// in-process on their own runtime thread.
 pub struct RunningProxy {
+    /// The proxy's address (unspecified when only the milter runs).
     pub addr: SocketAddr,
+    /// The milter's address, when `[milter]` is configured.
+    pub milter: Option<SocketAddr>,
     pub dir: PathBuf,
     pub metrics: Arc<Metrics>,
     stop: tokio::sync::watch::Sender<bool>,
@@ -40,6 +54,17 @@ impl RunningProxy {
     pub fn start(dir: &Path, upstream: &str, extra_proxy: &str) -> RunningProxy {
         let cfg = Config::parse(&config_text(dir, "127.0.0.1:0", upstream, extra_proxy))
             .expect("test config");
+        Self::start_config(dir, cfg)
+    }
+
+    /// Start the milter only (listening on `listen`), with the real store.
+    pub fn start_milter(dir: &Path, listen: &str) -> RunningProxy {
+        let cfg = Config::parse(&milter_config_text(dir, listen)).expect("test config");
+        Self::start_config(dir, cfg)
+    }
+
+    /// Start what `cfg` configures, with the real RocksDB store.
+    pub fn start_config(dir: &Path, cfg: Config) -> RunningProxy {
         let store = CaptureStore::open(&cfg.store.capture_path).expect("open store");
         let sink = Arc::new(StoreSink {
             store,
@@ -63,24 +88,42 @@ impl RunningProxy {
             rt.block_on(async move {
                 let journal = Arc::new(Journal::new(cfg.store.journal_path()));
                 let capture = Capture::start(sink, journal, cfg.store.commit_timeout(), m);
-                let pcfg = cfg.proxy.clone().unwrap();
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                let ctx = ProxyContext::new(
-                    pcfg,
-                    capture,
-                    Classifier::from_config(&cfg),
-                    Arc::new(MailIdGen::new(&cfg.operator.node)),
-                )
-                .unwrap();
-                proxy::run(listener, Arc::new(ctx), stop_rx).await;
+                let ids = Arc::new(MailIdGen::new(&cfg.operator.node));
+                let mut milter_addr = None;
+                let mut tasks = tokio::task::JoinSet::new();
+                if let Some(mcfg) = &cfg.milter {
+                    let l = tokio::net::TcpListener::bind(mcfg.listen.as_str())
+                        .await
+                        .unwrap();
+                    milter_addr = Some(l.local_addr().unwrap());
+                    let ctx = Arc::new(MilterContext {
+                        capture: capture.clone(),
+                        classifier: Classifier::from_config(&cfg),
+                        ids: ids.clone(),
+                    });
+                    let mut stop = stop_rx.clone();
+                    tasks.spawn(milter::run(MilterListener::Tcp(l), ctx, async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    }));
+                }
+                let mut proxy_addr: SocketAddr = "0.0.0.0:0".parse().unwrap();
+                if let Some(pcfg) = cfg.proxy.clone() {
+                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                    proxy_addr = listener.local_addr().unwrap();
+                    let ctx = ProxyContext::new(pcfg, capture, Classifier::from_config(&cfg), ids)
+                        .unwrap();
+                    tasks.spawn(proxy::run(listener, Arc::new(ctx), stop_rx));
+                }
+                addr_tx.send((proxy_addr, milter_addr)).unwrap();
+                while tasks.join_next().await.is_some() {}
             });
         });
-        let addr = addr_rx
+        let (addr, milter) = addr_rx
             .recv_timeout(Duration::from_secs(10))
-            .expect("proxy started");
+            .expect("sidecar started");
         RunningProxy {
             addr,
+            milter,
             dir: dir.to_path_buf(),
             metrics,
             stop,
