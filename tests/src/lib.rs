@@ -1,10 +1,12 @@
 //! # mss-tests: end-to-end test support
 //!
+//! - [`dovecot`]: a private Dovecot as SASL server.
 //! - [`postfix`]: private Postfix instances (own config, queue, loopback port).
 //! - [`swaks`]: the swaks client.
 //! - [`smtp`]: a raw SMTP client for exact bytes and pipelining.
 //! - [`sidecar`]: the proxy in-process, the binaries, reading captured rows.
 
+pub mod dovecot;
 pub mod postfix;
 pub mod sidecar;
 pub mod smtp;

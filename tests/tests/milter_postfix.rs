@@ -244,3 +244,67 @@ fn milter_with_failing_store_accepts_mail_and_journals() {
         vec!["journaled@ext.test".to_string()]
     );
 }
+
+#[test]
+fn sasl_authenticated_submission_records_one_login_with_the_authenticated_name() {
+    let user = format!("alice@{DOMAIN}");
+    let dv = mss_tests::dovecot::Dovecot::start(&[(&user, "secret")]).expect("dovecot");
+    let port = Postfix::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let _side = RunningProxy::start_milter(dir.path(), &format!("127.0.0.1:{port}"));
+    let pf = PostfixBuilder::new()
+        .main_cf(&format!("smtpd_milters = inet:127.0.0.1:{port}"))
+        .main_cf("milter_default_action = accept")
+        .main_cf("smtpd_sasl_auth_enable = yes")
+        .main_cf("smtpd_sasl_type = dovecot")
+        .main_cf(&format!("smtpd_sasl_path = {}", dv.auth_socket.display()))
+        .main_cf("mynetworks = 192.0.2.0/24")
+        .main_cf("smtpd_relay_restrictions = permit_sasl_authenticated, reject")
+        .start()
+        .expect("postfix");
+    let out = mss_tests::swaks::send(
+        &pf.addr(),
+        &user,
+        &["report@ext.test"],
+        &[
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            &user,
+            "--auth-password",
+            "secret",
+        ],
+    );
+    assert!(out.ok, "{}\n{}", out.transcript, pf.log());
+    assert!(
+        pf.log().contains(&format!("sasl_username={user}")),
+        "{}",
+        pf.log()
+    );
+    // Unauthenticated relay is refused by this Postfix: no row, no login.
+    let refused = mss_tests::swaks::send(&pf.addr(), &user, &["report2@ext.test"], &[]);
+    assert!(!refused.ok);
+    wait_rows(dir.path(), 1);
+    std::thread::sleep(Duration::from_millis(300));
+    let sec = tempfile::tempdir().unwrap();
+    let store = mss_shared::store::capture::CaptureStore::open_secondary(
+        &dir.path().join("capture"),
+        sec.path(),
+    )
+    .unwrap();
+    let tz = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
+    let logins: Vec<(String, String, u64)> = store
+        .logins(mss_shared::month::Month::current(&tz))
+        .unwrap()
+        .into_iter()
+        .map(|((b, s), (_, n))| (b, s, n))
+        .collect();
+    assert_eq!(logins, vec![(user.clone(), "smtp".to_string(), 1)]);
+    assert_eq!(
+        row_triples(dir.path())
+            .into_iter()
+            .map(|r| r.1)
+            .collect::<Vec<_>>(),
+        vec!["report@ext.test".to_string()]
+    );
+}
