@@ -123,7 +123,8 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut o = String::new();
-        let fe: [(&str, &str, fn(&Frontend) -> &Counter); 6] = [
+        type Pick = fn(&Frontend) -> &Counter;
+        let fe: [(&str, &str, Pick); 6] = [
             ("mss_sessions_total", "client sessions accepted", |f| {
                 &f.sessions
             }),

@@ -147,7 +147,7 @@ fn pipelined_transactions_and_rset_in_one_session() {
     );
     assert_eq!(RawClient::codes(&r), vec![250, 250, 250, 250, 250, 354]);
     let r = c.exchange(
-        format!("m2\r\n.\r\nMAIL FROM:<b@ch-autre.mssante.fr>\r\nRCPT TO:<three@ext.test>\r\nRCPT TO:<four@ext.test>\r\nDATA\r\n").as_bytes(),
+        b"m2\r\n.\r\nMAIL FROM:<b@ch-autre.mssante.fr>\r\nRCPT TO:<three@ext.test>\r\nRCPT TO:<four@ext.test>\r\nDATA\r\n",
         5,
     );
     assert_eq!(RawClient::codes(&r), vec![250, 250, 250, 250, 354], "{r:?}");

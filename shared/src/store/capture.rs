@@ -341,15 +341,14 @@ impl CaptureStore {
         domain: Option<&str>,
     ) -> Result<crate::output::Counts> {
         use crate::output::{Counts, DayCounts, DomainCounts};
-        let mut per: BTreeMap<
-            String,
-            (
-                DomainCounts,
-                BTreeSet<String>,
-                BTreeSet<String>,
-                BTreeMap<String, DayCounts>,
-            ),
-        > = BTreeMap::new();
+        // Per domain: figures, senders, mailboxes seen, per-day figures.
+        type Acc = (
+            DomainCounts,
+            BTreeSet<String>,
+            BTreeSet<String>,
+            BTreeMap<String, DayCounts>,
+        );
+        let mut per: BTreeMap<String, Acc> = BTreeMap::new();
         let wanted: Vec<String> = match domain {
             Some(d) => vec![d.to_ascii_lowercase()],
             None => {
