@@ -11,6 +11,7 @@
 //! | `out` | `AAAAMM` · sender domain · `0x00` · accept time (u64 BE µs) · MAIL_ID · `0x00` · recipient | size (u64 BE) · frontend (1 byte) · sender `0x00` queue id `0x00` Message-ID |
 //! | `rcv` | `AAAAMM` · recipient BAL | last reception in that month (u64 BE µs), merged with *max* |
 //! | `login` | `AAAAMM` · BAL · `0x00` · service | last login in that month (u64 BE µs) · count (u64 BE), merged *max/sum* |
+//! | `snt` | `AAAAMM` · sender BAL | last message sent in that month (u64 BE µs), merged with *max* |
 //!
 //! * `out` holds one row per (message, accepted recipient) for senders on an
 //!   operator domain: within a month and a domain, keys sort by date then
@@ -42,7 +43,8 @@ use crate::month::{from_micros, Month};
 pub const CF_OUT: &str = "out";
 pub const CF_RCV: &str = "rcv";
 pub const CF_LOGIN: &str = "login";
-const CFS: [&str; 3] = [CF_OUT, CF_RCV, CF_LOGIN];
+pub const CF_SNT: &str = "snt";
+const CFS: [&str; 4] = [CF_OUT, CF_RCV, CF_LOGIN, CF_SNT];
 
 /// Decides which keys a record produces: the operator's domains and time zone.
 #[derive(Debug, Clone)]
@@ -124,7 +126,7 @@ fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
         .map(|name| {
             let mut o = super::base_options();
             match *name {
-                CF_RCV => o.set_merge_operator_associative("mss_max_u64", merge_max),
+                CF_RCV | CF_SNT => o.set_merge_operator_associative("mss_max_u64", merge_max),
                 CF_LOGIN => o.set_merge_operator_associative("mss_login", merge_login),
                 _ => {}
             }
@@ -218,6 +220,9 @@ impl CaptureStore {
         let month = Month::of(from_micros(m.time_us), &cls.tz);
         if let Some(domain) = cls.operator_domain(&m.sender) {
             let value = out_value(m);
+            let mut k = month.key().to_vec();
+            k.extend_from_slice(m.sender.as_bytes());
+            batch.merge_cf(self.cf(CF_SNT), k, (m.time_us.max(0) as u64).to_be_bytes());
             for rcpt in &m.recipients {
                 batch.put_cf(
                     self.cf(CF_OUT),
@@ -257,8 +262,17 @@ impl CaptureStore {
 
     /// Last reception per BAL for `month`.
     pub fn received(&self, month: Month) -> Result<BTreeMap<String, i64>> {
+        self.last_per_bal(CF_RCV, month)
+    }
+
+    /// Last message sent per operator BAL for `month`.
+    pub fn sent(&self, month: Month) -> Result<BTreeMap<String, i64>> {
+        self.last_per_bal(CF_SNT, month)
+    }
+
+    fn last_per_bal(&self, cf: &str, month: Month) -> Result<BTreeMap<String, i64>> {
         let mut out = BTreeMap::new();
-        self.scan(CF_RCV, &month.key(), |k, v| {
+        self.scan(cf, &month.key(), |k, v| {
             out.insert(
                 String::from_utf8_lossy(&k[6..]).into_owned(),
                 read_u64(v) as i64,

@@ -1,7 +1,8 @@
-//! The two RocksDB stores. Only the capture store exists so far; the registry
-//! (mailboxes, submissions) joins it with the registry issue.
+//! The two RocksDB stores: [`capture`] (written by mss-sidecar) and
+//! [`registry`] (written by mss-admin and mss-export).
 
 pub mod capture;
+pub mod registry;
 
 /// Options common to both stores: LZ4 everywhere (the only compression we
 /// link), fsync'd WAL writes are chosen per write.

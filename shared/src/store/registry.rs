@@ -1,0 +1,339 @@
+//! The registry store (`store.registry_path`): what the operator declares.
+//!
+//! # Layout
+//! | column family | key | value |
+//! |---|---|---|
+//! | `mailbox` | domain · `0x00` · BAL | JSON [`Mailbox`] (type, test flag, FINESS, login tracking, every dated status change) |
+//! | `meta` | name | JSON (last export/submission state, written by mss-export) |
+//!
+//! Written by `mss-admin` (and later `mss-export`) with short opens; a second
+//! writer gets a clear "in use" error. Keys are domain-first so an export
+//! reads each domain's mailboxes with one prefix scan.
+//!
+//! Status history is never rewritten, only appended: exporting an old month
+//! again gives the same files even after later changes (see
+//! [`Mailbox::included_in`]).
+
+use std::path::Path;
+
+use jiff::civil::Date;
+use rocksdb::{ColumnFamilyDescriptor, IteratorMode, DB};
+use serde::{Deserialize, Serialize};
+
+use crate::config::domain_of;
+use crate::error::{Error, Result};
+use crate::month::Month;
+
+pub const CF_MAILBOX: &str = "mailbox";
+pub const CF_META: &str = "meta";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BalType {
+    Personnelle,
+    Organisationnelle,
+    Applicative,
+}
+
+impl BalType {
+    pub fn parse(s: &str) -> Option<BalType> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "personnelle" => Some(BalType::Personnelle),
+            "organisationnelle" => Some(BalType::Organisationnelle),
+            "applicative" => Some(BalType::Applicative),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Active,
+    Suspended,
+    Deleted,
+}
+
+impl Status {
+    pub fn parse(s: &str) -> Option<Status> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "active" => Some(Status::Active),
+            "suspended" => Some(Status::Suspended),
+            "deleted" => Some(Status::Deleted),
+            _ => None,
+        }
+    }
+}
+
+/// One dated status change. `date` is `None` only for an active status whose
+/// start is unknown ("active since before we knew").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusChange {
+    pub status: Status,
+    pub date: Option<Date>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mailbox {
+    pub bal: String,
+    #[serde(rename = "type")]
+    pub kind: BalType,
+    pub test: bool,
+    pub finess_ej: Option<String>,
+    pub finess_eg: Option<String>,
+    /// False when the operator has no login information for this BAL: the
+    /// Connexions date is then `1900-01-01 00:00:00`.
+    pub login_tracking: bool,
+    /// Chronological (undated first).
+    pub history: Vec<StatusChange>,
+}
+
+impl Mailbox {
+    pub fn domain(&self) -> String {
+        domain_of(&self.bal).unwrap_or_default()
+    }
+
+    /// The current status (last change).
+    pub fn status(&self) -> Option<&StatusChange> {
+        self.history.last()
+    }
+
+    /// Append a change unless it repeats the current one; keeps the history
+    /// chronological.
+    pub fn record(&mut self, change: StatusChange) -> bool {
+        if self.history.last() == Some(&change) {
+            return false;
+        }
+        self.history.push(change);
+        self.history.sort_by_key(|c| c.date);
+        true
+    }
+
+    /// The status in force on `day` (last change dated on or before it).
+    fn status_on(&self, before: Date) -> Option<&StatusChange> {
+        self.history
+            .iter()
+            .rev()
+            .find(|c| c.date.is_none_or(|d| d < before))
+    }
+
+    /// Whether the BAL appears in the files of month `r` (SPEC.md exclusions,
+    /// "M-1" = `r`, "M" = the month after):
+    /// - test BALs never;
+    /// - not before it exists: a status known before the end of `r` is needed;
+    /// - judged on the status in force at the end of M (changes after M do
+    ///   not alter an old month's files): active → in; suspended or deleted
+    ///   on a date in `r` or later → in; earlier → out.
+    pub fn included_in(&self, r: Month) -> bool {
+        if self.test {
+            return false;
+        }
+        if self.status_on(r.next().first_day()).is_none() {
+            return false;
+        }
+        match self.status_on(r.next().next().first_day()) {
+            None => false,
+            Some(c) => match c.status {
+                Status::Active => true,
+                Status::Suspended | Status::Deleted => c.date.is_none_or(|d| d >= r.first_day()),
+            },
+        }
+    }
+}
+
+pub struct RegistryStore {
+    db: DB,
+    path: String,
+}
+
+fn cfs() -> Vec<ColumnFamilyDescriptor> {
+    [CF_MAILBOX, CF_META]
+        .iter()
+        .map(|n| ColumnFamilyDescriptor::new(*n, super::base_options()))
+        .collect()
+}
+
+fn mailbox_key(bal: &str) -> Vec<u8> {
+    let mut k = domain_of(bal).unwrap_or_default().into_bytes();
+    k.push(0);
+    k.extend_from_slice(bal.as_bytes());
+    k
+}
+
+impl RegistryStore {
+    /// Open for reading and writing (short-lived: mss-admin, mss-export).
+    ///
+    /// # Errors
+    /// [`Error::Store`], with a hint when another process holds it.
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = DB::open_cf_descriptors(&super::base_options(), path, cfs()).map_err(|e| {
+            let s = e.to_string();
+            if s.contains("LOCK") {
+                Error::store(
+                    path.display(),
+                    format!("{s} (another mss-admin or mss-export is writing the registry: retry when it is done)"),
+                )
+            } else {
+                Error::store(path.display(), s)
+            }
+        })?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
+        }
+        Ok(RegistryStore {
+            db,
+            path: path.display().to_string(),
+        })
+    }
+
+    fn cf(&self, n: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(n).expect("column family created at open")
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> Error {
+        Error::store(&self.path, e)
+    }
+
+    pub fn get(&self, bal: &str) -> Result<Option<Mailbox>> {
+        match self
+            .db
+            .get_cf(self.cf(CF_MAILBOX), mailbox_key(bal))
+            .map_err(|e| self.err(e))?
+        {
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| self.err(format!("mailbox {bal}: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// Write all mailboxes in one atomic, synced batch.
+    pub fn put_all(&self, boxes: &[Mailbox]) -> Result<()> {
+        let mut b = rocksdb::WriteBatch::default();
+        for m in boxes {
+            b.put_cf(
+                self.cf(CF_MAILBOX),
+                mailbox_key(&m.bal),
+                serde_json::to_vec(m).expect("serialisable"),
+            );
+        }
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(b, &wo).map_err(|e| self.err(e))
+    }
+
+    /// Every mailbox (of one domain), sorted by domain then address.
+    pub fn list(&self, domain: Option<&str>) -> Result<Vec<Mailbox>> {
+        let prefix = domain.map(|d| {
+            let mut p = d.as_bytes().to_vec();
+            p.push(0);
+            p
+        });
+        let mode = match &prefix {
+            Some(p) => IteratorMode::From(p, rocksdb::Direction::Forward),
+            None => IteratorMode::Start,
+        };
+        let mut out = vec![];
+        for item in self.db.iterator_cf(self.cf(CF_MAILBOX), mode) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if let Some(p) = &prefix {
+                if !k.starts_with(p) {
+                    break;
+                }
+            }
+            out.push(serde_json::from_slice(&v).map_err(|e| self.err(e))?);
+        }
+        Ok(out)
+    }
+
+    pub fn put_meta(&self, name: &str, value: &serde_json::Value) -> Result<()> {
+        self.db
+            .put_cf(
+                self.cf(CF_META),
+                name,
+                serde_json::to_vec(value).expect("json"),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn get_meta(&self, name: &str) -> Result<Option<serde_json::Value>> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_META), name)
+            .map_err(|e| self.err(e))?
+            .and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mb(history: &[(Status, Option<&str>)]) -> Mailbox {
+        Mailbox {
+            bal: "a@ch.fr".into(),
+            kind: BalType::Personnelle,
+            test: false,
+            finess_ej: None,
+            finess_eg: None,
+            login_tracking: true,
+            history: history
+                .iter()
+                .map(|(s, d)| StatusChange {
+                    status: *s,
+                    date: d.map(|d| d.parse().unwrap()),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn exclusion_rules_of_spec() {
+        let r = Month::parse("2026-10").unwrap(); // M-1 = October, M = November
+        use Status::*;
+        assert!(mb(&[(Active, None)]).included_in(r));
+        // Suspended before October: out. During October or November: in.
+        assert!(!mb(&[(Active, None), (Suspended, Some("2026-09-30"))]).included_in(r));
+        assert!(mb(&[(Active, None), (Suspended, Some("2026-10-01"))]).included_in(r));
+        assert!(mb(&[(Active, None), (Deleted, Some("2026-11-30"))]).included_in(r));
+        // A change after M does not alter October's files.
+        assert!(mb(&[(Active, None), (Deleted, Some("2026-12-01"))]).included_in(r));
+        assert!(!mb(&[
+            (Active, None),
+            (Deleted, Some("2026-09-01")),
+            (Active, Some("2026-12-02"))
+        ])
+        .included_in(r));
+        // Reactivated in November: not a suspended BAL any more.
+        assert!(mb(&[
+            (Suspended, Some("2026-01-01")),
+            (Active, Some("2026-11-02"))
+        ])
+        .included_in(r));
+        // Created in November: not in October's files.
+        assert!(!mb(&[(Active, Some("2026-11-02"))]).included_in(r));
+        let mut t = mb(&[(Active, None)]);
+        t.test = true;
+        assert!(!t.included_in(r));
+    }
+
+    #[test]
+    fn store_roundtrip_and_domain_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RegistryStore::open(&dir.path().join("r")).unwrap();
+        let mut a = mb(&[(Status::Active, None)]);
+        let mut b = a.clone();
+        b.bal = "b@other.fr".into();
+        assert!(a.record(StatusChange {
+            status: Status::Suspended,
+            date: Some("2026-10-03".parse().unwrap())
+        }));
+        assert!(!a.record(a.history.last().unwrap().clone()));
+        s.put_all(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(s.get("a@ch.fr").unwrap(), Some(a.clone()));
+        assert_eq!(s.list(Some("ch.fr")).unwrap(), vec![a]);
+        assert_eq!(s.list(None).unwrap().len(), 2);
+        assert!(RegistryStore::open(&dir.path().join("r")).is_err());
+    }
+}
