@@ -157,6 +157,7 @@ fn open_append(path: &Path) -> std::io::Result<File> {
 #[derive(Clone)]
 pub struct Capture {
     tx: mpsc::Sender<Job>,
+    writer: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
     journal: Arc<Journal>,
     timeout: Duration,
     metrics: Arc<Metrics>,
@@ -182,15 +183,40 @@ impl Capture {
         let (tx, rx) = mpsc::channel(16_384);
         let j = journal.clone();
         let m = metrics.clone();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("capture-writer".into())
             .spawn(move || writer_loop(rx, sink, j, m))
             .expect("spawn capture writer");
         Capture {
             tx,
+            writer: Arc::new(std::sync::Mutex::new(Some(writer))),
             journal,
             timeout,
             metrics,
+        }
+    }
+
+    /// Drop this handle and wait (at most `wait`) for the writer to drain its
+    /// queue and close the store. The writer stops once every handle is
+    /// dropped; returns whether it did in time. Closing the store before the
+    /// process exits matters: RocksDB aborts if `exit()` races its threads.
+    pub fn shutdown(self, wait: Duration) -> bool {
+        let writer = self.writer.clone();
+        drop(self);
+        let deadline = Instant::now() + wait;
+        loop {
+            let mut guard = writer.lock().unwrap_or_else(|e| e.into_inner());
+            match guard.as_ref() {
+                None => return true,
+                Some(h) if h.is_finished() => {
+                    let _ = guard.take().map(|h| h.join());
+                    return true;
+                }
+                Some(_) if Instant::now() >= deadline => return false,
+                Some(_) => {}
+            }
+            drop(guard);
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -51,17 +52,6 @@ async fn bind(key: &str, addr: &str) -> Result<TcpListener, Error> {
 }
 
 async fn serve(cfg: Config, store: CaptureStore, classifier: Classifier) -> Result<i32, Error> {
-    let metrics = Arc::new(Metrics::default());
-    let journal = Arc::new(Journal::new(cfg.store.journal_path()));
-    let sink = Arc::new(StoreSink {
-        store,
-        classifier: classifier.clone(),
-    });
-    let capture = Capture::start(sink, journal, cfg.store.commit_timeout(), metrics.clone());
-    let ids = Arc::new(MailIdGen::new(&cfg.operator.node));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
-
     // Bind everything first: a bind failure exits before anything runs.
     let proxy_listener = match &cfg.proxy {
         Some(p) => Some(bind("proxy.listen", &p.listen).await?),
@@ -83,6 +73,18 @@ async fn serve(cfg: Config, store: CaptureStore, classifier: Classifier) -> Resu
         Some(m) => Some(bind("metrics.listen", &m.listen).await?),
         None => None,
     };
+
+    // Only now start the writer: an early error drops the store cleanly.
+    let metrics = Arc::new(Metrics::default());
+    let journal = Arc::new(Journal::new(cfg.store.journal_path()));
+    let sink = Arc::new(StoreSink {
+        store,
+        classifier: classifier.clone(),
+    });
+    let capture = Capture::start(sink, journal, cfg.store.commit_timeout(), metrics.clone());
+    let ids = Arc::new(MailIdGen::new(&cfg.operator.node));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
 
     if let (Some(l), Some(p)) = (proxy_listener, &cfg.proxy) {
         let ctx = ProxyContext::new(p.clone(), capture.clone(), classifier.clone(), ids.clone())
@@ -115,6 +117,14 @@ async fn serve(cfg: Config, store: CaptureStore, classifier: Classifier) -> Resu
     }
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
+    let closed = tokio::task::spawn_blocking(move || capture.shutdown(Duration::from_secs(10)))
+        .await
+        .unwrap_or(false);
+    if !closed {
+        tracing::warn!(
+            "capture writer still busy after 10 s; exiting (unacknowledged records are journaled)"
+        );
+    }
     tracing::info!("mss-sidecar stopped");
     Ok(exit::OK)
 }
