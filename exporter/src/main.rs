@@ -1,14 +1,101 @@
-//! `mss-export`: build, validate and submit the monthly ANS archive.
-//!
-//! Not implemented yet: this binary only reserves the name and the exit-code
-//! contract so that packaging and timers can be written against it.
+//! `mss-export`: build and validate the monthly ANS archive.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use mss_shared::config::Config;
+use mss_shared::month::Month;
+use mss_shared::store::capture::CaptureStore;
+use mss_shared::store::registry::RegistryStore;
+use mss_shared::{exit, Error};
+
+/// mss-export: build, validate (and, later, submit) the monthly MSSanté indicators archive.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// Configuration file.
+    #[arg(long, global = true, env = "MSS_CONFIG", default_value = mss_shared::config::DEFAULT_PATH)]
+    config: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Write the month's CSV files into ZIP archive(s); print their paths.
+    Build {
+        /// The month of the figures, YYYY-MM (the ANS's "M-1").
+        #[arg(long)]
+        month: String,
+        /// Output directory (default: export.out_dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Machine-readable report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a ZIP or CSV file against the ANS format; list every problem (exit 5 if any).
+    Validate { path: PathBuf },
+}
+
+fn run(args: Args) -> Result<i32, Error> {
+    let cfg = Config::load(&args.config)?;
+    match args.cmd {
+        Cmd::Build { month, out, json } => {
+            let month = Month::parse(&month)?;
+            let sec = tempfile::Builder::new()
+                .prefix("mss-export-secondary-")
+                .tempdir()
+                .map_err(|e| Error::Other(format!("temporary directory: {e}")))?;
+            let cap = CaptureStore::open_secondary(&cfg.store.capture_path, sec.path())?;
+            let reg = RegistryStore::open(&cfg.store.registry_path)?;
+            let out = out.unwrap_or_else(|| cfg.export.out_dir.clone());
+            let report = mss_exporter::build::build(&cfg, &cap, &reg, month, &out)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report).expect("json"));
+            } else {
+                for d in &report.domains {
+                    eprintln!(
+                        "{}: {} Echanges rows ({} left out: excluded senders), {} Connexions rows ({} discovered, not in the registry)",
+                        d.domain, d.echanges_rows, d.excluded_rows, d.connexions_rows, d.discovered
+                    );
+                }
+                for a in &report.archives {
+                    println!("{}", a.display());
+                }
+            }
+            Ok(exit::OK)
+        }
+        Cmd::Validate { path } => {
+            let rules = mss_exporter::validate::Rules {
+                delimiter: cfg.export.delimiter.as_bytes()[0],
+                crlf: cfg.export.crlf,
+                max_archive_bytes: cfg.export.max_archive_bytes,
+            };
+            let problems = mss_exporter::validate::check_path(&path, &rules)
+                .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+            if problems.is_empty() {
+                println!("{}: valid", path.display());
+                Ok(exit::OK)
+            } else {
+                for p in &problems {
+                    println!("{p}");
+                }
+                eprintln!("error: {}: {} problem(s)", path.display(), problems.len());
+                Ok(exit::INVALID)
+            }
+        }
+    }
+}
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--version" || a == "-V") {
-        println!("mss-export {}", env!("CARGO_PKG_VERSION"));
-        return;
-    }
-    eprintln!("error: mss-export is not implemented in this version (build/validate/submit come with the exporter issue)");
-    std::process::exit(mss_shared::exit::UNEXPECTED);
+    let args = Args::parse();
+    let code = match run(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
 }

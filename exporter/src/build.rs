@@ -1,0 +1,312 @@
+//! `mss-export build`: the month's CSV files and ZIP archive(s).
+//!
+//! One pass over the month's capture rows (keys are domain-first inside the
+//! month, so each domain is one contiguous range), CSV written straight into
+//! a deflated ZIP entry (bounded memory whatever the volume), then the
+//! entries are raw-copied (no recompression) into archives of at most
+//! `export.max_archive_bytes`, split at file boundaries.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use mss_shared::config::{domain_of, Config};
+use mss_shared::month::{format_csv_date, from_micros, Month};
+use mss_shared::store::capture::CaptureStore;
+use mss_shared::store::registry::{BalType, Mailbox, RegistryStore};
+use mss_shared::Error;
+use serde::Serialize;
+use zip::write::SimpleFileOptions;
+
+use crate::validate::{self, Rules, CONNEXIONS_HEADER, ECHANGES_HEADER};
+
+/// `1900-01-01 00:00:00`: last connection unknown (SPEC.md).
+pub const UNKNOWN_DATE: &str = "1900-01-01 00:00:00";
+
+/// What a build produced (`--json`).
+#[derive(Debug, Serialize)]
+pub struct BuildReport {
+    pub month: String,
+    pub archives: Vec<PathBuf>,
+    pub domains: Vec<DomainReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DomainReport {
+    pub domain: String,
+    pub echanges_rows: u64,
+    pub excluded_rows: u64,
+    pub connexions_rows: u64,
+    /// BALs seen in traffic or logins but absent from the registry.
+    pub discovered: u64,
+}
+
+/// Last known dates per BAL up to the end of the month.
+#[derive(Default)]
+struct Activity {
+    login: HashMap<String, i64>,
+    sent: HashMap<String, i64>,
+    received: HashMap<String, i64>,
+}
+
+fn bump(map: &mut HashMap<String, i64>, k: String, t: i64) {
+    let e = map.entry(k).or_insert(t);
+    *e = (*e).max(t);
+}
+
+impl Activity {
+    /// Months `m` and the `lookback - 1` before it (what retention keeps).
+    fn load(cap: &CaptureStore, m: Month, lookback: u32) -> Result<Self, Error> {
+        let mut a = Activity::default();
+        let mut month = m;
+        for _ in 0..lookback.max(1) {
+            for ((bal, _service), (t, _)) in cap.logins(month)? {
+                bump(&mut a.login, bal, t);
+            }
+            for (bal, t) in cap.sent(month)? {
+                bump(&mut a.sent, bal, t);
+            }
+            for (bal, t) in cap.received(month)? {
+                bump(&mut a.received, bal, t);
+            }
+            month = month.prev();
+        }
+        Ok(a)
+    }
+
+    /// DATE_DERNIERE_CONNEXION of a BAL (SPEC.md Connexions rules).
+    fn date(&self, bal: &str, reg: Option<&Mailbox>, tz: &jiff::tz::TimeZone) -> String {
+        if reg.is_some_and(|m| !m.login_tracking) {
+            return UNKNOWN_DATE.into();
+        }
+        let fmt = |t: i64| format_csv_date(from_micros(t), tz);
+        if let Some(t) = self.login.get(bal) {
+            return fmt(*t);
+        }
+        if reg.is_some_and(|m| m.kind == BalType::Applicative) {
+            let last = [self.sent.get(bal), self.received.get(bal)]
+                .into_iter()
+                .flatten()
+                .max();
+            if let Some(t) = last {
+                return fmt(*t);
+            }
+        }
+        String::new()
+    }
+}
+
+fn csv_writer<W: Write>(w: W, cfg: &Config) -> csv::Writer<W> {
+    csv::WriterBuilder::new()
+        .delimiter(cfg.export.delimiter.as_bytes()[0])
+        .terminator(if cfg.export.crlf {
+            csv::Terminator::CRLF
+        } else {
+            csv::Terminator::Any(b'\n')
+        })
+        .quote_style(csv::QuoteStyle::Necessary)
+        .from_writer(w)
+}
+
+fn io_err(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::Other(format!("{what}: {e}"))
+}
+
+fn zip_err(what: impl std::fmt::Display) -> impl FnOnce(zip::result::ZipError) -> Error {
+    move |e| Error::Other(format!("{what}: {e}"))
+}
+
+/// Build the archive(s) of `month` into `out_dir`; returns what was written.
+///
+/// # Errors
+/// Store errors (exit 3), an unwritable output directory, a single CSV file
+/// larger than `export.max_archive_bytes` once compressed (named), or a
+/// validation failure of our own output (a bug: the files are kept for
+/// inspection under a `.invalid` name).
+pub fn build(
+    cfg: &Config,
+    cap: &CaptureStore,
+    reg: &RegistryStore,
+    month: Month,
+    out_dir: &Path,
+) -> Result<BuildReport, Error> {
+    let tz = cfg.tz();
+    std::fs::create_dir_all(out_dir)
+        .map_err(io_err(format!("output directory {}", out_dir.display())))?;
+    let activity = Activity::load(cap, month, cfg.store.retention_months)?;
+    let mut registry: BTreeMap<String, Vec<Mailbox>> = BTreeMap::new();
+    for m in reg.list(None)? {
+        registry.entry(m.domain()).or_default().push(m);
+    }
+    let logins_this_month: BTreeSet<String> =
+        cap.logins(month)?.into_keys().map(|(b, _)| b).collect();
+
+    let tmp_path = out_dir.join(format!(".{}-build.zip.tmp", month.compact()));
+    let tmp = std::fs::File::create(&tmp_path).map_err(io_err(tmp_path.display()))?;
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(tmp));
+    let opts = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(6))
+        .large_file(false);
+    let mut domains = cfg.operator.domains.clone();
+    domains.sort();
+    let mut reports = vec![];
+    for domain in &domains {
+        let boxes: HashMap<&str, &Mailbox> = registry
+            .get(domain)
+            .map(|v| v.iter().map(|m| (m.bal.as_str(), m)).collect())
+            .unwrap_or_default();
+        let excluded: HashSet<&str> = boxes
+            .values()
+            .filter(|m| !m.included_in(month))
+            .map(|m| m.bal.as_str())
+            .collect();
+
+        // Echanges: one contiguous range of the month, already in (date, MAIL_ID) order.
+        let name = format!("{}_EchangesMSSante_{domain}.csv", month.compact());
+        zip.start_file(&name, opts).map_err(zip_err(&name))?;
+        let mut w = csv_writer(&mut zip, cfg);
+        w.write_record(ECHANGES_HEADER)
+            .map_err(|e| Error::Other(format!("{name}: {e}")))?;
+        let (mut rows, mut skipped) = (0u64, 0u64);
+        let mut senders: BTreeSet<String> = BTreeSet::new();
+        let mut werr = None;
+        cap.for_each_out(month, Some(domain), |r| {
+            if excluded.contains(r.sender.as_str()) {
+                skipped += 1;
+                return;
+            }
+            let size = r.size.to_string();
+            let date = format_csv_date(from_micros(r.time_us), &tz);
+            if let Err(e) = w.write_record([&r.mail_id, &r.sender, &r.recipient, &date, &size]) {
+                werr.get_or_insert(e);
+            }
+            rows += 1;
+            if !boxes.contains_key(r.sender.as_str()) && !senders.contains(&r.sender) {
+                senders.insert(r.sender);
+            }
+        })?;
+        if let Some(e) = werr {
+            return Err(Error::Other(format!("{name}: {e}")));
+        }
+        w.flush().map_err(io_err(&name))?;
+        drop(w);
+
+        // Connexions: registry BALs not excluded, plus BALs discovered in traffic.
+        let mut bals: BTreeMap<String, Option<&Mailbox>> = boxes
+            .values()
+            .filter(|m| m.included_in(month))
+            .map(|m| (m.bal.clone(), Some(*m)))
+            .collect();
+        let mut discovered = 0u64;
+        let seen_logins = logins_this_month
+            .iter()
+            .filter(|b| domain_of(b).as_deref() == Some(domain.as_str()));
+        for b in senders.into_iter().chain(seen_logins.cloned()) {
+            if !boxes.contains_key(b.as_str()) && !bals.contains_key(&b) {
+                bals.insert(b, None);
+                discovered += 1;
+            }
+        }
+        let name = format!("{}_ConnexionsMSSante_{domain}.csv", month.compact());
+        zip.start_file(&name, opts).map_err(zip_err(&name))?;
+        let mut w = csv_writer(&mut zip, cfg);
+        w.write_record(CONNEXIONS_HEADER)
+            .map_err(|e| Error::Other(format!("{name}: {e}")))?;
+        for (bal, m) in &bals {
+            w.write_record([bal.as_str(), &activity.date(bal, *m, &tz)])
+                .map_err(|e| Error::Other(format!("{name}: {e}")))?;
+        }
+        w.flush().map_err(io_err(&name))?;
+        drop(w);
+        reports.push(DomainReport {
+            domain: domain.clone(),
+            echanges_rows: rows,
+            excluded_rows: skipped,
+            connexions_rows: bals.len() as u64,
+            discovered,
+        });
+    }
+    zip.finish().map_err(zip_err(tmp_path.display()))?;
+
+    let archives = split(&tmp_path, out_dir, month, cfg.export.max_archive_bytes)?;
+    let _ = std::fs::remove_file(&tmp_path);
+    let rules = Rules {
+        delimiter: cfg.export.delimiter.as_bytes()[0],
+        crlf: cfg.export.crlf,
+        max_archive_bytes: cfg.export.max_archive_bytes,
+    };
+    for a in &archives {
+        let problems = validate::check_path(a, &rules).map_err(io_err(a.display()))?;
+        if !problems.is_empty() {
+            let bad = a.with_extension("zip.invalid");
+            let _ = std::fs::rename(a, &bad);
+            return Err(Error::Other(format!(
+                "the built archive fails validation (kept as {}): {}",
+                bad.display(),
+                problems.join("; ")
+            )));
+        }
+    }
+    Ok(BuildReport {
+        month: month.to_string(),
+        archives,
+        domains: reports,
+    })
+}
+
+/// Central-directory and local-header overhead allowance per entry.
+const ENTRY_OVERHEAD: u64 = 30 + 46 + 2 * 300;
+
+/// Raw-copy the entries of `tmp` into archives of at most `max` bytes.
+fn split(tmp: &Path, out_dir: &Path, month: Month, max: u64) -> Result<Vec<PathBuf>, Error> {
+    let f = std::fs::File::open(tmp).map_err(io_err(tmp.display()))?;
+    let mut src = zip::ZipArchive::new(f).map_err(zip_err(tmp.display()))?;
+    // Plan: group entries greedily, in order, at file boundaries.
+    let mut groups: Vec<Vec<usize>> = vec![vec![]];
+    let mut used = 22u64; // end of central directory
+    for i in 0..src.len() {
+        let e = src.by_index_raw(i).map_err(zip_err(tmp.display()))?;
+        let need = e.compressed_size() + ENTRY_OVERHEAD;
+        if need + 22 > max {
+            return Err(Error::Other(format!(
+                "{} is {} bytes compressed, more than export.max_archive_bytes = {max}: it cannot fit in any archive",
+                e.name().map(|n| n.into_owned()).unwrap_or_else(|_| format!("entry {i}")),
+                e.compressed_size()
+            )));
+        }
+        if used + need > max {
+            groups.push(vec![]);
+            used = 22;
+        }
+        used += need;
+        groups.last_mut().expect("one group").push(i);
+    }
+    let n = groups.len();
+    let mut out = vec![];
+    for (g, idx) in groups.into_iter().enumerate() {
+        let name = if n == 1 {
+            format!("{}_IndicateursMSSante.zip", month.compact())
+        } else {
+            format!("{}_IndicateursMSSante_{}-{n}.zip", month.compact(), g + 1)
+        };
+        let path = out_dir.join(&name);
+        let part = path.with_extension("zip.part");
+        let f = std::fs::File::create(&part).map_err(io_err(part.display()))?;
+        let mut w = zip::ZipWriter::new(std::io::BufWriter::new(f));
+        for i in idx {
+            let e = src.by_index_raw(i).map_err(zip_err(tmp.display()))?;
+            w.raw_copy_file(e).map_err(zip_err(&name))?;
+        }
+        let mut inner = w.finish().map_err(zip_err(&name))?;
+        inner.flush().map_err(io_err(&name))?;
+        inner
+            .into_inner()
+            .map_err(|e| Error::Other(format!("{name}: {e}")))?
+            .sync_all()
+            .map_err(io_err(&name))?;
+        std::fs::rename(&part, &path).map_err(io_err(path.display()))?;
+        out.push(path);
+    }
+    Ok(out)
+}
