@@ -39,6 +39,14 @@ pub struct DomainReport {
     pub connexions_rows: u64,
     /// BALs seen in traffic or logins but absent from the registry.
     pub discovered: u64,
+    /// Registry BALs left out of both files, and why.
+    pub excluded: Vec<ExcludedBal>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ExcludedBal {
+    pub bal: String,
+    pub reason: String,
 }
 
 /// Last known dates per BAL up to the end of the month.
@@ -130,6 +138,21 @@ pub fn build(
     month: Month,
     out_dir: &Path,
 ) -> Result<BuildReport, Error> {
+    build_with_progress(cfg, cap, reg, month, out_dir, &mut |_, _, _| {})
+}
+
+/// [`build`], calling `progress(done, total, domain)` before each domain.
+///
+/// # Errors
+/// As [`build`].
+pub fn build_with_progress(
+    cfg: &Config,
+    cap: &CaptureStore,
+    reg: &RegistryStore,
+    month: Month,
+    out_dir: &Path,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<BuildReport, Error> {
     let tz = cfg.tz();
     std::fs::create_dir_all(out_dir)
         .map_err(io_err(format!("output directory {}", out_dir.display())))?;
@@ -151,16 +174,23 @@ pub fn build(
     let mut domains = cfg.operator.domains.clone();
     domains.sort();
     let mut reports = vec![];
-    for domain in &domains {
+    for (done, domain) in domains.iter().enumerate() {
+        progress(done, domains.len(), domain);
         let boxes: HashMap<&str, &Mailbox> = registry
             .get(domain)
             .map(|v| v.iter().map(|m| (m.bal.as_str(), m)).collect())
             .unwrap_or_default();
-        let excluded: HashSet<&str> = boxes
+        let mut why_excluded: Vec<ExcludedBal> = boxes
             .values()
-            .filter(|m| !m.included_in(month))
-            .map(|m| m.bal.as_str())
+            .filter_map(|m| {
+                m.excluded_from(month).map(|reason| ExcludedBal {
+                    bal: m.bal.clone(),
+                    reason,
+                })
+            })
             .collect();
+        why_excluded.sort_by(|a, b| a.bal.cmp(&b.bal));
+        let excluded: HashSet<&str> = why_excluded.iter().map(|e| e.bal.as_str()).collect();
 
         // Echanges: one contiguous range of the month, already in (date, MAIL_ID) order.
         let name = format!("{}_EchangesMSSante_{domain}.csv", month.compact());
@@ -225,6 +255,7 @@ pub fn build(
             excluded_rows: skipped,
             connexions_rows: bals.len() as u64,
             discovered,
+            excluded: why_excluded,
         });
     }
     zip.finish().map_err(zip_err(tmp_path.display()))?;
@@ -253,6 +284,41 @@ pub fn build(
         archives,
         domains: reports,
     })
+}
+
+/// The human summary of a build (stderr): totals, then per domain the rows,
+/// the discovered BALs and the excluded ones with their reason.
+pub fn summary(r: &BuildReport) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let sum = |f: fn(&DomainReport) -> u64| r.domains.iter().map(f).sum::<u64>();
+    let _ = writeln!(
+        o,
+        "{}: {} domains, {} Echanges rows ({} left out: excluded senders), {} Connexions rows ({} discovered, not in the registry), {} excluded BALs, {} archive(s)",
+        r.month,
+        r.domains.len(),
+        sum(|d| d.echanges_rows),
+        sum(|d| d.excluded_rows),
+        sum(|d| d.connexions_rows),
+        sum(|d| d.discovered),
+        sum(|d| d.excluded.len() as u64),
+        r.archives.len()
+    );
+    // Thousands of domains: detail only those with something to say.
+    for d in &r.domains {
+        if d.discovered == 0 && d.excluded.is_empty() && r.domains.len() > 20 {
+            continue;
+        }
+        let _ = writeln!(
+            o,
+            "  {}: {} Echanges rows, {} Connexions rows, {} discovered",
+            d.domain, d.echanges_rows, d.connexions_rows, d.discovered
+        );
+        for e in &d.excluded {
+            let _ = writeln!(o, "    excluded {}: {}", e.bal, e.reason);
+        }
+    }
+    o
 }
 
 /// Central-directory and local-header overhead allowance per entry.

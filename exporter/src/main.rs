@@ -34,7 +34,7 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Check a ZIP or CSV file against the ANS format; list every problem (exit 5 if any).
+    /// Check a ZIP or CSV file against the ANS format; list every problem (exit 1 if any).
     Validate { path: PathBuf },
 }
 
@@ -50,16 +50,36 @@ fn run(args: Args) -> Result<i32, Error> {
             let cap = CaptureStore::open_secondary(&cfg.store.capture_path, sec.path())?;
             let reg = RegistryStore::open(&cfg.store.registry_path)?;
             let out = out.unwrap_or_else(|| cfg.export.out_dir.clone());
-            let report = mss_exporter::build::build(&cfg, &cap, &reg, month, &out)?;
+            let now = Month::current(&cfg.tz());
+            if month >= now {
+                eprintln!(
+                    "warning: {month} is not over yet (today is in {now}): the files will be incomplete"
+                );
+            }
+            let bar = indicatif::ProgressBar::new(cfg.operator.domains.len() as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:40}] {pos}/{len} domains {msg}",
+                )
+                .expect("valid template"),
+            );
+            let report = mss_exporter::build::build_with_progress(
+                &cfg,
+                &cap,
+                &reg,
+                month,
+                &out,
+                &mut |done, _, domain| {
+                    bar.set_position(done as u64);
+                    bar.set_message(domain.to_string());
+                },
+            );
+            bar.finish_and_clear();
+            let report = report?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report).expect("json"));
             } else {
-                for d in &report.domains {
-                    eprintln!(
-                        "{}: {} Echanges rows ({} left out: excluded senders), {} Connexions rows ({} discovered, not in the registry)",
-                        d.domain, d.echanges_rows, d.excluded_rows, d.connexions_rows, d.discovered
-                    );
-                }
+                eprint!("{}", mss_exporter::build::summary(&report));
                 for a in &report.archives {
                     println!("{}", a.display());
                 }
@@ -82,7 +102,7 @@ fn run(args: Args) -> Result<i32, Error> {
                     println!("{p}");
                 }
                 eprintln!("error: {}: {} problem(s)", path.display(), problems.len());
-                Ok(exit::INVALID)
+                Ok(exit::UNEXPECTED)
             }
         }
     }

@@ -76,9 +76,67 @@ pub fn parse_date(s: &str) -> Option<DateTime> {
     s.replacen(' ', "T", 1).parse::<DateTime>().ok()
 }
 
-/// Check one CSV file's bytes; `name` decides its kind. Problems are appended.
-pub fn check_csv(name: &str, bytes: &[u8], rules: &Rules, problems: &mut Vec<String>) {
-    let mut p = |line: usize, msg: String| {
+/// Watches the raw bytes as the CSV reader pulls them: byte-order mark and
+/// the first line ending that is not CRLF. Memory stays constant.
+struct LineEnds<R> {
+    inner: R,
+    prev: Option<u8>,
+    line: usize,
+    started: bool,
+    bom: bool,
+    bare_lf: Option<usize>,
+    in_quotes: bool,
+}
+
+impl<R: Read> Read for LineEnds<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if !self.started && n > 0 {
+            self.started = true;
+            self.bom = buf[..n].starts_with(&[0xEF, 0xBB, 0xBF]);
+        }
+        for &b in &buf[..n] {
+            // A doubled quote toggles twice: the state stays right.
+            if b == b'"' {
+                self.in_quotes = !self.in_quotes;
+            }
+            if b == b'\n' {
+                self.line += 1;
+                if !self.in_quotes && self.prev != Some(b'\r') && self.bare_lf.is_none() {
+                    self.bare_lf = Some(self.line);
+                }
+            }
+            self.prev = Some(b);
+        }
+        Ok(n)
+    }
+}
+
+fn hash_of(parts: &[&[u8]]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for p in parts {
+        p.hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Check one CSV file, streamed from `input`; `name` decides its kind.
+/// Problems are appended.
+///
+/// Memory: constant, except the duplicate checks, which keep 8 bytes per
+/// (MAIL_ID, DESTINATAIRE) pair and per MAIL_ID (64-bit hashes; a collision
+/// — odds about n²/2⁶⁵ — could only report a false duplicate, never hide one).
+///
+/// # Errors
+/// I/O errors reading `input`.
+pub fn check_csv(
+    name: &str,
+    input: impl Read,
+    rules: &Rules,
+    problems: &mut Vec<String>,
+) -> std::io::Result<()> {
+    let mut p = |line: u64, msg: String| {
         if line == 0 {
             problems.push(format!("{name}: {msg}"));
         } else {
@@ -87,48 +145,59 @@ pub fn check_csv(name: &str, bytes: &[u8], rules: &Rules, problems: &mut Vec<Str
     };
     let Some((ym, kind, domain)) = parse_name(name) else {
         p(0, "file name is not AAAAMM_EchangesMSSante_<domaine>.csv or AAAAMM_ConnexionsMSSante_<domaine>.csv".into());
-        return;
+        return Ok(());
     };
-    let Ok(text) = std::str::from_utf8(bytes) else {
-        p(0, "not UTF-8".into());
-        return;
-    };
-    if text.starts_with('\u{feff}') {
-        p(1, "starts with a byte-order mark".into());
-    }
-    if rules.crlf {
-        for (i, w) in bytes.iter().enumerate() {
-            if *w == b'\n' && (i == 0 || bytes[i - 1] != b'\r') {
-                let line = bytes[..i].iter().filter(|&&b| b == b'\n').count() + 1;
-                p(line, "line ends with LF, CRLF expected".into());
-                break;
-            }
-        }
-    }
     let header: &[&str] = match kind {
         Kind::Echanges => &ECHANGES_HEADER,
         Kind::Connexions => &CONNEXIONS_HEADER,
+    };
+    let mut watch = LineEnds {
+        inner: input,
+        prev: None,
+        line: 0,
+        started: false,
+        bom: false,
+        bare_lf: None,
+        in_quotes: false,
     };
     let mut rdr = csv::ReaderBuilder::new()
         .delimiter(rules.delimiter)
         .has_headers(false)
         .flexible(true)
-        .from_reader(bytes);
-    let mut seen = std::collections::HashSet::new();
+        .from_reader(&mut watch);
+    let mut pairs = std::collections::HashSet::new();
+    let mut messages: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    let mut bals = std::collections::HashSet::new();
     let month_prefix = format!("{}-{}", &ym[..4], &ym[4..]);
-    let mut rows = 0usize;
-    for (i, rec) in rdr.records().enumerate() {
-        let line = i + 1;
-        let rec = match rec {
-            Ok(r) => r,
+    let at_domain = format!("@{domain}");
+    let mut rec = csv::StringRecord::new();
+    let mut first = true;
+    let mut next_line = 1u64;
+    loop {
+        // The csv crate's own line numbers lag; count them: one per record
+        // plus the newlines inside its quoted fields.
+        let ok = rdr.read_record(&mut rec);
+        let line = next_line;
+        next_line += 1 + rec
+            .iter()
+            .map(|f| f.matches('\n').count() as u64)
+            .sum::<u64>();
+        match ok {
+            Ok(false) => break,
+            Ok(true) => {}
             Err(e) => {
+                if let csv::ErrorKind::Io(io) = e.kind() {
+                    return Err(std::io::Error::new(io.kind(), io.to_string()));
+                }
                 p(line, format!("unreadable CSV: {e}"));
                 continue;
             }
-        };
-        if i == 0 {
+        }
+        if first {
+            first = false;
             let got: Vec<&str> = rec.iter().collect();
-            if got != header {
+            let got0 = got.first().map(|f| f.trim_start_matches('\u{feff}'));
+            if got0 != header.first().copied() || got.get(1..) != header.get(1..) {
                 p(
                     line,
                     format!(
@@ -140,7 +209,6 @@ pub fn check_csv(name: &str, bytes: &[u8], rules: &Rules, problems: &mut Vec<Str
             }
             continue;
         }
-        rows += 1;
         if rec.len() != header.len() {
             p(
                 line,
@@ -149,7 +217,7 @@ pub fn check_csv(name: &str, bytes: &[u8], rules: &Rules, problems: &mut Vec<Str
             continue;
         }
         for (j, f) in rec.iter().enumerate() {
-            if f.len() > 255 {
+            if f.chars().count() > 255 {
                 p(line, format!("{} longer than 255 characters", header[j]));
             }
             if f.eq_ignore_ascii_case("null") {
@@ -161,62 +229,89 @@ pub fn check_csv(name: &str, bytes: &[u8], rules: &Rules, problems: &mut Vec<Str
         }
         match kind {
             Kind::Echanges => {
-                if rec[0].is_empty() {
+                let (id, from, to, date, size) = (&rec[0], &rec[1], &rec[2], &rec[3], &rec[4]);
+                if id.is_empty() {
                     p(line, "MAIL_ID is empty".into());
                 }
-                if !is_email(&rec[1]) {
-                    p(line, format!("EXPEDITEUR {:?} is not an address", &rec[1]));
-                } else if !rec[1].to_ascii_lowercase().ends_with(&format!("@{domain}")) {
-                    p(line, format!("EXPEDITEUR {:?} is not on {domain}", &rec[1]));
+                if !is_email(from) {
+                    p(line, format!("EXPEDITEUR {from:?} is not an address"));
+                } else if !from.to_ascii_lowercase().ends_with(&at_domain) {
+                    p(line, format!("EXPEDITEUR {from:?} is not on {domain}"));
                 }
-                if !is_email(&rec[2]) {
-                    p(
-                        line,
-                        format!("DESTINATAIRE {:?} is not an address", &rec[2]),
-                    );
+                if !is_email(to) {
+                    p(line, format!("DESTINATAIRE {to:?} is not an address"));
                 }
-                match parse_date(&rec[3]) {
-                    None => p(
+                match parse_date(date) {
+                    None => p(line, format!("DATE {date:?} is not AAAA-MM-JJ HH:mm:SS")),
+                    Some(_) if !date.starts_with(&month_prefix) => p(
                         line,
-                        format!("DATE {:?} is not AAAA-MM-JJ HH:mm:SS", &rec[3]),
-                    ),
-                    Some(_) if !rec[3].starts_with(&month_prefix) => p(
-                        line,
-                        format!("DATE {:?} is outside the month {month_prefix}", &rec[3]),
+                        format!("DATE {date:?} is outside the month {month_prefix}"),
                     ),
                     Some(_) => {}
                 }
-                if rec[4].is_empty() || !rec[4].bytes().all(|b| b.is_ascii_digit()) {
+                if size.is_empty() || !size.bytes().all(|b| b.is_ascii_digit()) {
                     p(
                         line,
-                        format!("TAILLE {:?} is not a whole number of bytes", &rec[4]),
+                        format!("TAILLE {size:?} is not a whole number of bytes"),
                     );
+                }
+                if !id.is_empty() {
+                    let to_l = to.to_ascii_lowercase();
+                    if !pairs.insert(hash_of(&[id.as_bytes(), to_l.as_bytes()])) {
+                        p(
+                            line,
+                            format!("MAIL_ID {id:?} with DESTINATAIRE {to:?} appears twice"),
+                        );
+                    }
+                    let from_l = from.to_ascii_lowercase();
+                    let what = hash_of(&[from_l.as_bytes(), size.as_bytes()]);
+                    match messages.entry(hash_of(&[id.as_bytes()])) {
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert(what);
+                        }
+                        std::collections::hash_map::Entry::Occupied(o) if *o.get() != what => p(
+                            line,
+                            format!(
+                                "MAIL_ID {id:?}: EXPEDITEUR or TAILLE differs from its earlier rows"
+                            ),
+                        ),
+                        std::collections::hash_map::Entry::Occupied(_) => {}
+                    }
                 }
             }
             Kind::Connexions => {
-                if !is_email(&rec[0]) {
-                    p(line, format!("BAL {:?} is not an address", &rec[0]));
-                } else if !seen.insert(rec[0].to_ascii_lowercase()) {
-                    p(line, format!("BAL {:?} appears twice", &rec[0]));
+                let (bal, date) = (&rec[0], &rec[1]);
+                if !is_email(bal) {
+                    p(line, format!("BAL {bal:?} is not an address"));
+                } else if !bal.to_ascii_lowercase().ends_with(&at_domain) {
+                    p(line, format!("BAL {bal:?} is not on {domain}"));
+                } else if !bals.insert(hash_of(&[bal.to_ascii_lowercase().as_bytes()])) {
+                    p(line, format!("BAL {bal:?} appears twice"));
                 }
-                if !rec[1].is_empty() && parse_date(&rec[1]).is_none() {
+                if !date.is_empty() && parse_date(date).is_none() {
                     p(
                         line,
                         format!(
-                            "DATE_DERNIERE_CONNEXION {:?} is neither empty nor AAAA-MM-JJ HH:mm:SS",
-                            &rec[1]
+                            "DATE_DERNIERE_CONNEXION {date:?} is neither empty nor AAAA-MM-JJ HH:mm:SS"
                         ),
                     );
                 }
             }
         }
     }
-    if rows == 0 && kind == Kind::Connexions {
-        p(
-            0,
-            "no mailbox: the Connexions file lists every BAL of the domain".into(),
-        );
+    drop(rdr);
+    if first {
+        p(0, "empty file: the header line is required".into());
     }
+    if watch.bom {
+        p(1, "starts with a byte-order mark".into());
+    }
+    if rules.crlf {
+        if let Some(l) = watch.bare_lf {
+            p(l as u64, "line ends with LF, CRLF expected".into());
+        }
+    }
+    Ok(())
 }
 
 /// Check a `.zip` (entries at the root, names, size, each CSV) or one `.csv`.
@@ -230,8 +325,8 @@ pub fn check_path(path: &Path, rules: &Rules) -> std::io::Result<Vec<String>> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     if name.ends_with(".csv") {
-        let bytes = std::fs::read(path)?;
-        check_csv(&name, &bytes, rules, &mut problems);
+        let f = std::io::BufReader::new(std::fs::File::open(path)?);
+        check_csv(&name, f, rules, &mut problems)?;
         return Ok(problems);
     }
     let size = std::fs::metadata(path)?.len();
@@ -277,12 +372,9 @@ pub fn check_path(path: &Path, rules: &Rules) -> std::io::Result<Vec<String>> {
         if !names.insert(en.clone()) {
             problems.push(format!("{name}: {en}: present twice"));
         }
-        let mut bytes = Vec::new();
-        if let Err(e) = entry.read_to_end(&mut bytes) {
+        if let Err(e) = check_csv(&en, &mut entry, rules, &mut problems) {
             problems.push(format!("{name}: {en}: unreadable: {e}"));
-            continue;
         }
-        check_csv(&en, &bytes, rules, &mut problems);
     }
     Ok(problems)
 }
@@ -304,16 +396,18 @@ mod tests {
         let mut pb = vec![];
         check_csv(
             "202610_EchangesMSSante_ch-a.mssante.fr.csv",
-            b"MAIL_ID;EXPEDITEUR;DESTINATAIRE;DATE;TAILLE\r\nmx1.1.A;x@ch-a.mssante.fr;y@b.fr;2026-10-01 00:30:00;123\r\n",
+            &b"MAIL_ID;EXPEDITEUR;DESTINATAIRE;DATE;TAILLE\r\nmx1.1.A;x@ch-a.mssante.fr;y@b.fr;2026-10-01 00:30:00;123\r\n"[..],
             &rules(),
             &mut pb,
-        );
+        )
+        .unwrap();
         check_csv(
             "202610_ConnexionsMSSante_ch-a.mssante.fr.csv",
-            b"BAL;DATE_DERNIERE_CONNEXION\r\nx@ch-a.mssante.fr;\r\ny@ch-a.mssante.fr;1900-01-01 00:00:00\r\n",
+            &b"BAL;DATE_DERNIERE_CONNEXION\r\nx@ch-a.mssante.fr;\r\ny@ch-a.mssante.fr;1900-01-01 00:00:00\r\n"[..],
             &rules(),
             &mut pb,
-        );
+        )
+        .unwrap();
         assert!(pb.is_empty(), "{pb:?}");
     }
 
@@ -322,10 +416,11 @@ mod tests {
         let mut pb = vec![];
         check_csv(
             "202610_EchangesMSSante_ch-a.mssante.fr.csv",
-            b"MAIL_ID;EXPEDITEUR;DESTINATAIRE;DATE;TAILLE;EXTRA\r\n;x@other.fr;nobody;2026-11-01 00:00:00;12a\nm;x@ch-a.mssante.fr;y@b.fr;2026-10-1 00:00:00;1\r\n",
+            &b"MAIL_ID;EXPEDITEUR;DESTINATAIRE;DATE;TAILLE;EXTRA\r\n;x@other.fr;nobody;2026-11-01 00:00:00;12a\nm;x@ch-a.mssante.fr;y@b.fr;2026-10-1 00:00:00;1\r\n"[..],
             &rules(),
             &mut pb,
-        );
+        )
+        .unwrap();
         let all = pb.join("\n");
         for want in [
             ":1: header must be exactly",
@@ -342,10 +437,11 @@ mod tests {
         let mut pb = vec![];
         check_csv(
             "202610_ConnexionsMSSante_ch-a.mssante.fr.csv",
-            b"BAL;DATE_DERNIERE_CONNEXION\r\nx@ch-a.mssante.fr;null\r\nx@ch-a.mssante.fr;\r\n",
+            &b"BAL;DATE_DERNIERE_CONNEXION\r\nx@ch-a.mssante.fr;null\r\nx@ch-a.mssante.fr;\r\n"[..],
             &rules(),
             &mut pb,
-        );
+        )
+        .unwrap();
         let all = pb.join("\n");
         assert!(
             all.contains(":2: DATE_DERNIERE_CONNEXION is the text \"null\""),
@@ -356,7 +452,46 @@ mod tests {
             "{all}"
         );
         let mut pb = vec![];
-        check_csv("2026-10_Echanges.csv", b"", &rules(), &mut pb);
+        check_csv("2026-10_Echanges.csv", &b""[..], &rules(), &mut pb).unwrap();
         assert!(pb[0].contains("file name"), "{pb:?}");
+    }
+
+    #[test]
+    fn duplicates_and_inconsistent_messages_are_found() {
+        let mut pb = vec![];
+        check_csv(
+            "202610_EchangesMSSante_ch-a.mssante.fr.csv",
+            &b"MAIL_ID;EXPEDITEUR;DESTINATAIRE;DATE;TAILLE\r\n\
+m1;x@ch-a.mssante.fr;y@b.fr;2026-10-01 00:30:00;10\r\n\
+m1;x@ch-a.mssante.fr;Y@b.fr;2026-10-01 00:30:00;10\r\n\
+m1;x@ch-a.mssante.fr;z@b.fr;2026-10-01 00:30:00;11\r\n\
+m2;x@ch-a.mssante.fr;y@b.fr;2026-10-01 00:30:00;10\r\n"[..],
+            &rules(),
+            &mut pb,
+        )
+        .unwrap();
+        assert_eq!(
+            pb,
+            [
+                "202610_EchangesMSSante_ch-a.mssante.fr.csv:3: MAIL_ID \"m1\" with DESTINATAIRE \"Y@b.fr\" appears twice",
+                "202610_EchangesMSSante_ch-a.mssante.fr.csv:4: MAIL_ID \"m1\": EXPEDITEUR or TAILLE differs from its earlier rows",
+            ]
+        );
+        let mut pb = vec![];
+        check_csv(
+            "202610_ConnexionsMSSante_ch-a.mssante.fr.csv",
+            &b"BAL;DATE_DERNIERE_CONNEXION\r\n\"a\nb\"@ch-a.mssante.fr;\r\nq@other.fr;\r\n"[..],
+            &rules(),
+            &mut pb,
+        )
+        .unwrap();
+        // The quoted newline counts: the second row is on line 4.
+        assert_eq!(
+            pb,
+            [
+                "202610_ConnexionsMSSante_ch-a.mssante.fr.csv:2: BAL \"a\\nb@ch-a.mssante.fr\" is not an address",
+                "202610_ConnexionsMSSante_ch-a.mssante.fr.csv:4: BAL \"q@other.fr\" is not on ch-a.mssante.fr",
+            ]
+        );
     }
 }

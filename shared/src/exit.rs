@@ -12,5 +12,3 @@ pub const CONFIG: i32 = 2;
 pub const STORE: i32 = 3;
 /// A listener cannot be bound (address in use, permission denied).
 pub const BIND: i32 = 4;
-/// `mss-export validate` (or a build's own check) found problems in the files.
-pub const INVALID: i32 = 5;

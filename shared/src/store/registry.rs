@@ -63,6 +63,14 @@ impl Status {
             _ => None,
         }
     }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Suspended => "suspended",
+            Status::Deleted => "deleted",
+        }
+    }
 }
 
 /// One dated status change. `date` is `None` only for an active status whose
@@ -125,17 +133,26 @@ impl Mailbox {
     ///   not alter an old month's files): active → in; suspended or deleted
     ///   on a date in `r` or later → in; earlier → out.
     pub fn included_in(&self, r: Month) -> bool {
+        self.excluded_from(r).is_none()
+    }
+
+    /// Why the BAL is left out of the files of month `r` (see
+    /// [`Mailbox::included_in`]), or `None` if it is in them.
+    pub fn excluded_from(&self, r: Month) -> Option<String> {
         if self.test {
-            return false;
+            return Some("test mailbox".into());
         }
         if self.status_on(r.next().first_day()).is_none() {
-            return false;
+            return Some(format!("not yet registered during {r}"));
         }
         match self.status_on(r.next().next().first_day()) {
-            None => false,
-            Some(c) => match c.status {
-                Status::Active => true,
-                Status::Suspended | Status::Deleted => c.date.is_none_or(|d| d >= r.first_day()),
+            None => Some(format!("not yet registered during {r}")),
+            Some(c) => match (c.status, c.date) {
+                (Status::Active, _) => None,
+                (st, Some(d)) if d < r.first_day() => {
+                    Some(format!("{} since {d}, before {r}", st.as_str()))
+                }
+                _ => None,
             },
         }
     }
