@@ -1,0 +1,719 @@
+//! `mss-export build` on a month of crafted data, compared byte for byte with
+//! the expected files in `tests/golden/`: multi-recipient mails, excluded
+//! (test, suspended, deleted) BALs on both sides of the month boundaries,
+//! applicative BALs with and without activity, never-connected and
+//! untracked BALs, discovered BALs, both DST changes and month edges in
+//! Europe/Paris. Then: re-export after later registry changes, splitting,
+//! a file too large, and `validate` on each kind of defect.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use jiff::civil::Date;
+use mss_shared::model::{LoginRecord, MessageRecord, Record};
+use mss_shared::store::capture::{CaptureStore, Classifier};
+use mss_shared::store::registry::{BalType, Mailbox, RegistryStore, Status, StatusChange};
+use mss_tests::sidecar::bin;
+
+const A: &str = "ch-a.mssante.fr";
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("golden")
+}
+
+fn us(utc: &str) -> i64 {
+    utc.parse::<jiff::Timestamp>()
+        .unwrap_or_else(|e| panic!("{utc}: {e}"))
+        .as_microsecond()
+}
+
+fn msg(id: &str, from: &str, to: &[&str], utc: &str, size: u64) -> Record {
+    Record::Message(MessageRecord {
+        mail_id: id.into(),
+        queue_id: None,
+        message_id: None,
+        sender: from.into(),
+        recipients: to.iter().map(|s| s.to_string()).collect(),
+        size,
+        time_us: us(utc),
+        frontend: "proxy".into(),
+    })
+}
+
+fn login(bal: &str, utc: &str, service: &str) -> Record {
+    Record::Login(LoginRecord {
+        bal: bal.into(),
+        time_us: us(utc),
+        service: service.into(),
+        source: "dovecot".into(),
+    })
+}
+
+fn d(s: &str) -> Option<Date> {
+    Some(s.parse().unwrap())
+}
+
+fn mailbox(bal: &str, kind: BalType, history: &[(Status, Option<Date>)]) -> Mailbox {
+    Mailbox {
+        bal: bal.into(),
+        kind,
+        test: false,
+        finess_ej: None,
+        finess_eg: None,
+        login_tracking: true,
+        history: history
+            .iter()
+            .map(|(status, date)| StatusChange {
+                status: *status,
+                date: *date,
+            })
+            .collect(),
+    }
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+fn setup(extra_export: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[operator]\ndomains = [\"ch-c.mssante.fr\", \"{A}\", \"ch-b.mssante.fr\"]\ntimezone = \"Europe/Paris\"\nnode = \"t1\"\n\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\n\n[export]\nout_dir = \"{}\"\n{extra_export}\n",
+            dir.path().join("capture").display(),
+            dir.path().join("registry").display(),
+            dir.path().join("exports").display(),
+        ),
+    )
+    .unwrap();
+    let cls = Classifier::new(
+        &[A.into(), "ch-b.mssante.fr".into(), "ch-c.mssante.fr".into()],
+        jiff::tz::TimeZone::get("Europe/Paris").unwrap(),
+    );
+    let a = |l: &str| format!("{l}@{A}");
+    let cap = CaptureStore::open(&dir.path().join("capture")).unwrap();
+    let records = vec![
+        // 2026-03-01 00:30 in Paris: March.
+        msg(
+            "t1.20260228233000.Q1",
+            &a("bob"),
+            &["x@ext.fr", &a("alice")],
+            "2026-02-28T23:30:00Z",
+            1234,
+        ),
+        // 2026-02-28 23:30 in Paris: February.
+        msg(
+            "t1.20260228223000.Q0",
+            &a("bob"),
+            &["y@ext.fr"],
+            "2026-02-28T22:30:00Z",
+            99,
+        ),
+        // Excluded senders: a test BAL, a BAL suspended before March.
+        msg(
+            "t1.20260305100000.C1",
+            &a("carol"),
+            &["x@ext.fr"],
+            "2026-03-05T10:00:00Z",
+            11,
+        ),
+        msg(
+            "t1.20260306100000.D1",
+            &a("dave"),
+            &["x@ext.fr"],
+            "2026-03-06T10:00:00Z",
+            12,
+        ),
+        // Same second: MAIL_ID decides.
+        msg(
+            "t1.20260310120000.B",
+            &a("gina"),
+            &["r@ext.fr"],
+            "2026-03-10T12:00:00Z",
+            600,
+        ),
+        msg(
+            "t1.20260310120000.A",
+            &a("bob"),
+            &["r@ext.fr"],
+            "2026-03-10T12:00:00Z",
+            500,
+        ),
+        msg(
+            "t1.20260320100000.P1",
+            &a("app"),
+            &["p@ext.fr"],
+            "2026-03-20T10:00:00Z",
+            321,
+        ),
+        // zed is not in the registry: discovered.
+        msg(
+            "t1.20260321091530.Z1",
+            &a("zed"),
+            &["q@ext.fr"],
+            "2026-03-21T09:15:30Z",
+            77,
+        ),
+        // Between two operator domains: outbound for ch-a, received for ch-b.
+        msg(
+            "t1.20260322080000.X1",
+            &a("bob"),
+            &["u@ch-b.mssante.fr"],
+            "2026-03-22T08:00:00Z",
+            900,
+        ),
+        // Inbound only: the applicative BAL's last reception.
+        msg(
+            "t1.20260325080000.I1",
+            "x@ext.fr",
+            &[&a("app")],
+            "2026-03-25T08:00:00Z",
+            5000,
+        ),
+        // DST starts 2026-03-29 at 01:00 UTC (02:00 CET -> 03:00 CEST).
+        msg(
+            "t1.20260329005959.E1",
+            &a("erin"),
+            &["z@ext.fr", "y@ext.fr"],
+            "2026-03-29T00:59:59Z",
+            2048,
+        ),
+        msg(
+            "t1.20260329010000.A1",
+            &a("alice"),
+            &["w@ext.fr"],
+            "2026-03-29T01:00:00Z",
+            4096,
+        ),
+        // 23:30 CEST on the 31st: March; 00:30 CEST on 1 April: April.
+        msg(
+            "t1.20260331213000.A2",
+            &a("alice"),
+            &["v@ext.fr"],
+            "2026-03-31T21:30:00Z",
+            10,
+        ),
+        msg(
+            "t1.20260331223000.A3",
+            &a("alice"),
+            &["v@ext.fr"],
+            "2026-03-31T22:30:00Z",
+            20,
+        ),
+        // October: 00:30 CEST on 1 October belongs to October.
+        msg(
+            "t1.20260930223000.S1",
+            &a("bob"),
+            &["x@ext.fr"],
+            "2026-09-30T22:30:00Z",
+            100,
+        ),
+        // DST ends 2026-10-25 at 01:00 UTC: 02:30 happens twice; time decides, not MAIL_ID.
+        msg(
+            "t1.z-first",
+            &a("bob"),
+            &["x@ext.fr"],
+            "2026-10-25T00:30:00Z",
+            200,
+        ),
+        msg(
+            "t1.a-second",
+            &a("bob"),
+            &["x@ext.fr"],
+            "2026-10-25T01:30:00Z",
+            300,
+        ),
+        // 23:30 CET on 31 October: October; 00:30 CET on 1 November: November.
+        msg(
+            "t1.20261031223000.L1",
+            &a("bob"),
+            &["x@ext.fr"],
+            "2026-10-31T22:30:00Z",
+            400,
+        ),
+        msg(
+            "t1.20261031233000.L2",
+            &a("bob"),
+            &["x@ext.fr"],
+            "2026-10-31T23:30:00Z",
+            500,
+        ),
+        login(&a("alice"), "2026-02-15T10:00:00Z", "imap"),
+        login(&a("alice"), "2026-03-10T08:00:00Z", "imap"),
+        // 00:10 CEST on 1 April: not a March login.
+        login(&a("alice"), "2026-03-31T22:10:00Z", "webmail"),
+        login(&a("erin"), "2026-01-20T07:00:00Z", "pop3"),
+        login(&a("notrack"), "2026-03-03T07:00:00Z", "imap"),
+        login("u@ch-b.mssante.fr", "2026-03-02T07:45:10Z", "webmail"),
+        // Only a login: discovered on ch-b.
+        login("v2@ch-b.mssante.fr", "2026-03-04T11:00:00Z", "imap"),
+        // Not an operator domain: ignored.
+        login("x@ext.fr", "2026-03-04T11:00:00Z", "imap"),
+    ];
+    cap.apply(&records, &cls, true).unwrap();
+    drop(cap);
+
+    let reg = RegistryStore::open(&dir.path().join("registry")).unwrap();
+    let active = [(Status::Active, None)];
+    let mut carol = mailbox(&a("carol"), BalType::Personnelle, &active);
+    carol.test = true;
+    let mut notrack = mailbox(&a("notrack"), BalType::Personnelle, &active);
+    notrack.login_tracking = false;
+    reg.put_all(&[
+        mailbox(&a("alice"), BalType::Personnelle, &active),
+        mailbox(&a("bob"), BalType::Personnelle, &active),
+        carol,
+        mailbox(
+            &a("dave"),
+            BalType::Personnelle,
+            &[(Status::Active, None), (Status::Suspended, d("2026-02-20"))],
+        ),
+        mailbox(
+            &a("erin"),
+            BalType::Personnelle,
+            &[(Status::Active, None), (Status::Deleted, d("2026-03-15"))],
+        ),
+        mailbox(
+            &a("gina"),
+            BalType::Organisationnelle,
+            &[(Status::Active, None), (Status::Suspended, d("2026-04-10"))],
+        ),
+        mailbox(&a("app"), BalType::Applicative, &active),
+        mailbox(&a("app2"), BalType::Applicative, &active),
+        notrack,
+        mailbox("u@ch-b.mssante.fr", BalType::Personnelle, &active),
+    ])
+    .unwrap();
+    drop(reg);
+    Setup { dir, config }
+}
+
+fn export(s: &Setup, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin("mss-export"))
+        .arg("--config")
+        .arg(&s.config)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every entry of the archives printed by a build, checked to be deflated
+/// and at the root.
+fn entries(archives: &str) -> BTreeMap<String, Vec<u8>> {
+    let mut all = BTreeMap::new();
+    for path in archives.lines() {
+        let mut z = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+        for i in 0..z.len() {
+            let mut e = z.by_index(i).unwrap();
+            assert_eq!(e.compression(), zip::CompressionMethod::Deflated);
+            let name = e.name().unwrap().into_owned();
+            assert!(!name.contains('/'), "{name} not at the root");
+            let mut b = vec![];
+            e.read_to_end(&mut b).unwrap();
+            assert!(all.insert(name.clone(), b).is_none(), "{name} twice");
+        }
+    }
+    all
+}
+
+fn golden(month: &str) -> BTreeMap<String, Vec<u8>> {
+    let mut all = BTreeMap::new();
+    for e in std::fs::read_dir(golden_dir().join(month)).unwrap() {
+        let e = e.unwrap();
+        all.insert(
+            e.file_name().to_string_lossy().into_owned(),
+            std::fs::read(e.path()).unwrap(),
+        );
+    }
+    all
+}
+
+fn assert_same(got: &BTreeMap<String, Vec<u8>>, want: &BTreeMap<String, Vec<u8>>) {
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (name, bytes) in want {
+        assert_eq!(
+            String::from_utf8_lossy(&got[name]),
+            String::from_utf8_lossy(bytes),
+            "{name} differs from tests/golden"
+        );
+    }
+}
+
+#[test]
+fn march_and_october_match_the_golden_files_byte_for_byte() {
+    let s = setup("");
+    let out = s.dir.path().join("out");
+    let (code, stdout, stderr) = export(
+        &s,
+        &[
+            "build",
+            "--month",
+            "2026-03",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        out.join("202603_IndicateursMSSante.zip")
+            .display()
+            .to_string()
+    );
+    // The summary says what was left out and why.
+    assert!(
+        stderr.contains("excluded carol@ch-a.mssante.fr: test mailbox"),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .contains("excluded dave@ch-a.mssante.fr: suspended since 2026-02-20, before 2026-03"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 discovered"), "{stderr}");
+    let march = entries(&stdout);
+    assert_same(&march, &golden("202603"));
+
+    let (code, stdout, stderr) = export(
+        &s,
+        &[
+            "build",
+            "--month",
+            "2026-10",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_same(&entries(&stdout), &golden("202610"));
+
+    // Later changes (after March's M = April) do not alter March's files.
+    let reg = RegistryStore::open(&s.dir.path().join("registry")).unwrap();
+    let mut alice = reg.get(&format!("alice@{A}")).unwrap().unwrap();
+    alice.record(StatusChange {
+        status: Status::Deleted,
+        date: d("2026-05-02"),
+    });
+    let mut dave = reg.get(&format!("dave@{A}")).unwrap().unwrap();
+    dave.record(StatusChange {
+        status: Status::Active,
+        date: d("2026-05-01"),
+    });
+    reg.put_all(&[alice, dave]).unwrap();
+    drop(reg);
+    let (code, stdout, stderr) = export(
+        &s,
+        &[
+            "build",
+            "--month",
+            "2026-03",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_same(&entries(&stdout), &march);
+
+    // Our own output validates; the JSON report has the counts.
+    let (code, v, _) = export(
+        &s,
+        &[
+            "validate",
+            out.join("202603_IndicateursMSSante.zip").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{v}");
+    let (code, json, stderr) = export(
+        &s,
+        &[
+            "build",
+            "--month",
+            "2026-03",
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let j: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let a = j["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["domain"] == A)
+        .unwrap();
+    assert_eq!(a["echanges_rows"], 11);
+    assert_eq!(a["excluded_rows"], 2);
+    assert_eq!(a["connexions_rows"], 8);
+    assert_eq!(a["discovered"], 1);
+}
+
+#[test]
+fn a_month_without_data_gives_header_only_files_and_an_unfinished_month_warns() {
+    let s = setup("");
+    let out = s.dir.path().join("out");
+    let (code, stdout, stderr) = export(
+        &s,
+        &[
+            "build",
+            "--month",
+            "2025-01",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let files = entries(&stdout);
+    assert_eq!(files.len(), 6);
+    for (name, bytes) in &files {
+        let want: &[u8] = if name.contains("Echanges") {
+            b"MAIL_ID;EXPEDITEUR;DESTINATAIRE;DATE;TAILLE\r\n"
+        } else if name.contains("ch-b") {
+            // u@ch-b is registered with an undated active status: present, never connected.
+            b"BAL;DATE_DERNIERE_CONNEXION\r\nu@ch-b.mssante.fr;\r\n"
+        } else if name.contains(A) {
+            &[]
+        } else {
+            b"BAL;DATE_DERNIERE_CONNEXION\r\n"
+        };
+        if !want.is_empty() {
+            assert_eq!(
+                String::from_utf8_lossy(bytes),
+                String::from_utf8_lossy(want),
+                "{name}"
+            );
+        }
+    }
+    let now = mss_shared::month::Month::current(&jiff::tz::TimeZone::get("Europe/Paris").unwrap());
+    let (code, _, stderr) = export(
+        &s,
+        &[
+            "build",
+            "--month",
+            &now.to_string(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("is not over yet"), "{stderr}");
+}
+
+#[test]
+fn archives_split_at_file_boundaries_and_a_file_too_large_is_named() {
+    let s = setup("max_archive_bytes = 1600");
+    let out = s.dir.path().join("out");
+    let (code, stdout, stderr) = export(
+        &s,
+        &[
+            "build",
+            "--month",
+            "2026-03",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let paths: Vec<&str> = stdout.lines().collect();
+    let n = paths.len();
+    assert!(n > 1, "{stdout}");
+    for (i, p) in paths.iter().enumerate() {
+        assert!(
+            p.ends_with(&format!("202603_IndicateursMSSante_{}-{n}.zip", i + 1)),
+            "{p}"
+        );
+        assert!(std::fs::metadata(p).unwrap().len() <= 1600, "{p}");
+        let (code, v, _) = export(&s, &["validate", p]);
+        assert_eq!(code, 0, "{v}");
+    }
+    assert_same(&entries(&stdout), &golden("202603"));
+
+    let s = setup("max_archive_bytes = 300");
+    let (code, stdout, stderr) = export(
+        &s,
+        &[
+            "build",
+            "--month",
+            "2026-03",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("202603_EchangesMSSante_ch-a.mssante.fr.csv is")
+            && stderr.contains("cannot fit in any archive"),
+        "{stderr}"
+    );
+}
+
+/// One fixture per defect: `validate` names the file, the line and the reason, exit 1.
+#[test]
+fn validate_reports_each_kind_of_defect() {
+    let s = setup("");
+    let dir = s.dir.path();
+    let head = "MAIL_ID;EXPEDITEUR;DESTINATAIRE;DATE;TAILLE\r\n";
+    let ok = "m1;a@ch-a.mssante.fr;b@ext.fr;2026-03-01 00:00:00;10\r\n";
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "202603_EchangesMSSante_ch-a.mssante.fr.csv",
+            format!("{head}{ok}"),
+            "",
+        ),
+        (
+            "2026-03_Echanges_ch-a.csv",
+            format!("{head}{ok}"),
+            "file name is not",
+        ),
+        (
+            "202603_EchangesMSSante_ch-a.mssante.fr.csv",
+            "MAIL_ID,EXPEDITEUR,DESTINATAIRE,DATE,TAILLE\r\n".to_string(),
+            ":1: header must be exactly",
+        ),
+        (
+            "202603_EchangesMSSante_ch-a.mssante.fr.csv",
+            format!("{head}m1;a@ch-a.mssante.fr;b@ext.fr;2026-03-01 00:00:00\r\n"),
+            ":2: 4 fields, 5 expected",
+        ),
+        (
+            "202603_EchangesMSSante_ch-a.mssante.fr.csv",
+            format!("{head}m1;a@ch-a.mssante.fr;b@ext.fr;01/03/2026 00:00;10\r\n"),
+            ":2: DATE \"01/03/2026 00:00\" is not AAAA-MM-JJ HH:mm:SS",
+        ),
+        (
+            "202603_EchangesMSSante_ch-a.mssante.fr.csv",
+            format!("{head}m1;a@ch-a.mssante.fr;b@ext.fr;2026-04-01 00:00:00;10\r\n"),
+            ":2: DATE \"2026-04-01 00:00:00\" is outside the month 2026-03",
+        ),
+        (
+            "202603_EchangesMSSante_ch-a.mssante.fr.csv",
+            format!("{head}m1;a@ch-a.mssante.fr;b@ext.fr;2026-03-01 00:00:00;-1\r\n"),
+            ":2: TAILLE \"-1\" is not a whole number",
+        ),
+        (
+            "202603_EchangesMSSante_ch-a.mssante.fr.csv",
+            format!("{head}m1;a@ch-a.mssante.fr;not-an-address;2026-03-01 00:00:00;10\r\n"),
+            ":2: DESTINATAIRE \"not-an-address\" is not an address",
+        ),
+        (
+            "202603_EchangesMSSante_ch-a.mssante.fr.csv",
+            format!(
+                "{head}m1;{}@ch-a.mssante.fr;b@ext.fr;2026-03-01 00:00:00;10\r\n",
+                "a".repeat(250)
+            ),
+            ":2: EXPEDITEUR longer than 255 characters",
+        ),
+        (
+            "202603_EchangesMSSante_ch-a.mssante.fr.csv",
+            format!("{head};a@ch-a.mssante.fr;b@ext.fr;2026-03-01 00:00:00;10\r\n"),
+            ":2: MAIL_ID is empty",
+        ),
+        (
+            "202603_EchangesMSSante_ch-a.mssante.fr.csv",
+            format!("{head}{ok}{ok}"),
+            ":3: MAIL_ID \"m1\" with DESTINATAIRE \"b@ext.fr\" appears twice",
+        ),
+        (
+            "202603_EchangesMSSante_ch-a.mssante.fr.csv",
+            format!("{head}{ok}m1;a@ch-a.mssante.fr;c@ext.fr;2026-03-01 00:00:00;11\r\n"),
+            ":3: MAIL_ID \"m1\": EXPEDITEUR or TAILLE differs",
+        ),
+        (
+            "202603_EchangesMSSante_ch-a.mssante.fr.csv",
+            format!("{head}m1;a@ch-b.mssante.fr;b@ext.fr;2026-03-01 00:00:00;10\r\n"),
+            ":2: EXPEDITEUR \"a@ch-b.mssante.fr\" is not on ch-a.mssante.fr",
+        ),
+        (
+            "202603_EchangesMSSante_ch-a.mssante.fr.csv",
+            format!("{head}m1;a@ch-a.mssante.fr;b@ext.fr;2026-03-01 00:00:00;10\n"),
+            ":2: line ends with LF, CRLF expected",
+        ),
+        (
+            "202603_EchangesMSSante_ch-a.mssante.fr.csv",
+            format!("\u{feff}{head}{ok}"),
+            ":1: starts with a byte-order mark",
+        ),
+        (
+            "202603_ConnexionsMSSante_ch-a.mssante.fr.csv",
+            "BAL;DATE_DERNIERE_CONNEXION\r\na@ch-a.mssante.fr;null\r\n".into(),
+            ":2: DATE_DERNIERE_CONNEXION is the text \"null\"",
+        ),
+        (
+            "202603_ConnexionsMSSante_ch-a.mssante.fr.csv",
+            "BAL;DATE_DERNIERE_CONNEXION\r\na@ch-a.mssante.fr;\r\nA@ch-a.mssante.fr;\r\n".into(),
+            ":3: BAL \"A@ch-a.mssante.fr\" appears twice",
+        ),
+        (
+            "202603_ConnexionsMSSante_ch-a.mssante.fr.csv",
+            "BAL;DATE_DERNIERE_CONNEXION\r\na@ch-a.mssante.fr;2026-03-01\r\n".into(),
+            ":2: DATE_DERNIERE_CONNEXION \"2026-03-01\" is neither empty",
+        ),
+        (
+            "202603_ConnexionsMSSante_ch-a.mssante.fr.csv",
+            "".into(),
+            "empty file",
+        ),
+    ];
+    for (i, (name, content, want)) in cases.iter().enumerate() {
+        let sub = dir.join(format!("case{i}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        let p = sub.join(name);
+        std::fs::write(&p, content).unwrap();
+        let (code, stdout, stderr) = export(&s, &["validate", p.to_str().unwrap()]);
+        if want.is_empty() {
+            assert_eq!(code, 0, "{name}: {stdout}{stderr}");
+            assert!(stdout.contains("valid"), "{stdout}");
+        } else {
+            assert_eq!(code, 1, "case {i} {want}: {stdout}{stderr}");
+            assert!(
+                stdout.contains(&format!("{name}{want}")) || stdout.contains(want),
+                "case {i}: {want} not in {stdout}"
+            );
+            assert!(stderr.contains("problem(s)"), "{stderr}");
+        }
+    }
+
+    // Archives: a file in a folder, an archive too large, not a ZIP at all.
+    let good = format!("{head}{ok}");
+    let zpath = dir.join("202603_IndicateursMSSante.zip");
+    {
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&zpath).unwrap());
+        let o = zip::write::SimpleFileOptions::default();
+        z.start_file("sub/202603_EchangesMSSante_ch-a.mssante.fr.csv", o)
+            .unwrap();
+        z.write_all(good.as_bytes()).unwrap();
+        z.start_file("202603_EchangesMSSante_ch-a.mssante.fr.csv", o)
+            .unwrap();
+        z.write_all(b"MAIL_ID;EXPEDITEUR\r\n").unwrap();
+        z.finish().unwrap();
+    }
+    let (code, stdout, _) = export(&s, &["validate", zpath.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("files must be at the root"), "{stdout}");
+    assert!(
+        stdout.contains("202603_EchangesMSSante_ch-a.mssante.fr.csv:1: header must be exactly"),
+        "{stdout}"
+    );
+    let small = setup("max_archive_bytes = 100");
+    let (code, stdout, _) = export(&small, &["validate", zpath.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("more than the 100 allowed"), "{stdout}");
+    let junk = dir.join("junk.zip");
+    std::fs::write(&junk, b"PK not really").unwrap();
+    let (code, stdout, _) = export(&s, &["validate", junk.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("not a readable ZIP archive"), "{stdout}");
+}
