@@ -210,3 +210,68 @@ fn unsafe_kill_term(pid: u32) {
         .status()
         .unwrap();
 }
+
+/// SIGTERM with a transaction in flight: it finishes (its 250 and its row),
+/// idle sessions get `421 4.3.0`, new connections are refused, exit 0.
+#[test]
+fn sigterm_lets_the_in_flight_transaction_finish_and_closes_idle_sessions_with_421() {
+    use mss_tests::smtp::RawClient;
+    let pf = PostfixBuilder::new().start().expect("postfix");
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", Postfix::free_port());
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, config_text(dir.path(), &listen, &pf.addr(), "")).unwrap();
+    let mut d = start_daemon(&cfg);
+    wait_port(&listen);
+
+    let a = format!("dr.a@{DOMAIN}");
+    let (mut busy, _) = RawClient::connect(&listen);
+    let r = busy.exchange(
+        format!("EHLO c\r\nMAIL FROM:<{a}>\r\nRCPT TO:<x@ext.test>\r\nDATA\r\n").as_bytes(),
+        4,
+    );
+    assert_eq!(RawClient::codes(&r), vec![250, 250, 250, 354], "{r:?}");
+    busy.send(b"Subject: in flight\r\n\r\nfirst half\r\n");
+    let (mut idle, _) = RawClient::connect(&listen);
+    assert_eq!(
+        RawClient::codes(&idle.exchange(b"EHLO c\r\n", 1)),
+        vec![250]
+    );
+
+    unsafe_kill_term(d.0.id());
+    let r = idle.reply();
+    assert!(r.starts_with("421 4.3.0"), "idle session: {r:?}");
+    assert_eq!(idle.reply(), "", "then closed");
+
+    busy.send(b"second half\r\n.\r\n");
+    let r = busy.reply();
+    assert!(r.starts_with("250"), "in-flight transaction: {r:?}");
+    let r = busy.reply();
+    assert!(r.starts_with("421 4.3.0"), "after its transaction: {r:?}");
+
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = d.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        std::net::TcpStream::connect(&listen).is_err(),
+        "still accepting"
+    );
+    let rows = mss_tests::sidecar::row_triples(dir.path());
+    assert_eq!(
+        rows,
+        vec![(
+            a,
+            "x@ext.test".to_string(),
+            "Subject: in flight\r\n\r\nfirst half\r\nsecond half\r\n".len() as u64
+        )]
+    );
+}
