@@ -1,0 +1,204 @@
+//! Benchmarks that need the test harness (private Postfix instances) or an
+//! exact SMTP client; driven by the scripts in `tests/bench/`.
+//!
+//! - `mss-bench milter ROUNDS MESSAGES SESSIONS SIDECAR_BIN`: two private
+//!   Postfix instances (discard transport), one plain and one with
+//!   `smtpd_milters` pointing at a running `mss-sidecar` (milter front end);
+//!   the same `smtp-source` load alternated over both; prints msg/s and the
+//!   ratio, then checks the store holds exactly messages x recipients rows.
+//! - `mss-bench latency ADDR MESSAGES`: one session, MESSAGES sequential
+//!   transactions; prints the p50 / p99 / max time (µs) from the end-of-data
+//!   dot to the final 250.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mss_tests::postfix::{Postfix, PostfixBuilder};
+
+fn usage() -> ! {
+    eprintln!("usage: mss-bench milter ROUNDS MESSAGES SESSIONS SIDECAR_BIN\n       mss-bench latency ADDR MESSAGES");
+    std::process::exit(2)
+}
+
+fn arg<T: std::str::FromStr>(a: &[String], i: usize) -> T {
+    a.get(i)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| usage())
+}
+
+fn main() {
+    let a: Vec<String> = std::env::args().skip(1).collect();
+    match a.first().map(String::as_str) {
+        Some("milter") => milter(
+            arg(&a, 1),
+            arg(&a, 2),
+            arg(&a, 3),
+            &a.get(4).cloned().unwrap_or_else(|| usage()),
+        ),
+        Some("latency") => latency(&a.get(1).cloned().unwrap_or_else(|| usage()), arg(&a, 2)),
+        _ => usage(),
+    }
+}
+
+fn smtp_source(addr: &str, msgs: u64, sessions: u64) -> f64 {
+    let t = Instant::now();
+    let st = Command::new("/usr/sbin/smtp-source")
+        .args([
+            "-s",
+            &sessions.to_string(),
+            "-m",
+            &msgs.to_string(),
+            "-l",
+            "4096",
+            "-r",
+            "3",
+        ])
+        .args([
+            "-f",
+            "bench@ch-bench.mssante.fr",
+            "-t",
+            "rcpt@ext.test",
+            addr,
+        ])
+        .status()
+        .expect("smtp-source (apt-get install postfix)");
+    assert!(st.success(), "smtp-source failed");
+    msgs as f64 / t.elapsed().as_secs_f64()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn milter(rounds: u64, msgs: u64, sessions: u64, sidecar: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mport = Postfix::free_port();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[operator]\ndomains = [\"ch-bench.mssante.fr\"]\nnode = \"bench\"\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\n[milter]\nlisten = \"127.0.0.1:{mport}\"\n",
+            dir.path().join("capture").display(),
+            dir.path().join("registry").display()
+        ),
+    )
+    .unwrap();
+    let mut side = Command::new(sidecar)
+        .arg("--config")
+        .arg(&cfg)
+        .env("MSS_LOG", "warn")
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("mss-sidecar");
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", mport)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "milter never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let tune = |b: PostfixBuilder| {
+        b.main_cf("default_process_limit = 200")
+            .main_cf("smtpd_client_connection_count_limit = 0")
+            .main_cf("smtpd_client_connection_rate_limit = 0")
+            .main_cf("smtpd_client_message_rate_limit = 0")
+            .main_cf("smtpd_client_recipient_rate_limit = 0")
+            .main_cf("in_flow_delay = 0")
+    };
+    let plain = tune(PostfixBuilder::new()).start().expect("postfix");
+    let with = tune(PostfixBuilder::new())
+        .main_cf(&format!("smtpd_milters = inet:127.0.0.1:{mport}"))
+        .main_cf("milter_default_action = accept")
+        .start()
+        .expect("postfix");
+    let (mut a, mut c) = (vec![], vec![]);
+    for r in 1..=rounds {
+        a.push(smtp_source(&plain.addr(), msgs, sessions));
+        c.push(smtp_source(&with.addr(), msgs, sessions));
+        println!(
+            "round {r}: postfix {:.0} msg/s, postfix+milter {:.0} msg/s",
+            a[a.len() - 1],
+            c[c.len() - 1]
+        );
+    }
+    let (ma, mc) = (median(&mut a), median(&mut c));
+    println!(
+        "median msg/s: postfix {ma:.0}, postfix+milter {mc:.0}; ratio {:.3}",
+        mc / ma
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = Command::new("kill").arg(side.id().to_string()).status();
+    let _ = side.wait();
+    let sec = tempfile::tempdir().unwrap();
+    let store = mss_shared::store::capture::CaptureStore::open_secondary(
+        &dir.path().join("capture"),
+        sec.path(),
+    )
+    .unwrap();
+    let tz = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
+    let mut rows = 0u64;
+    let now = mss_shared::month::Month::current(&tz);
+    for m in [now.prev(), now] {
+        store.for_each_out(m, None, |_| rows += 1).unwrap();
+    }
+    let want = rounds * msgs * 3;
+    if rows == want {
+        println!("store: {rows} rows = {rounds} x {msgs} x 3 (exact)");
+    } else {
+        eprintln!("error: store has {rows} rows, expected {want}");
+        std::process::exit(1);
+    }
+}
+
+fn latency(addr: &str, msgs: usize) {
+    let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
+    s.set_nodelay(true).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let mut reply = || {
+        let mut all = String::new();
+        loop {
+            let mut l = String::new();
+            if r.read_line(&mut l).unwrap() == 0 {
+                panic!("connection closed: {all}");
+            }
+            all.push_str(&l);
+            if l.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    };
+    reply();
+    w.write_all(b"EHLO bench\r\n").unwrap();
+    reply();
+    let body = format!("Subject: latency\r\n\r\n{}\r\n", "x".repeat(4000));
+    let mut lat = Vec::with_capacity(msgs);
+    for _ in 0..msgs {
+        w.write_all(b"MAIL FROM:<bench@ch-bench.mssante.fr>\r\n")
+            .unwrap();
+        assert!(reply().starts_with("250"));
+        w.write_all(b"RCPT TO:<rcpt@ext.test>\r\n").unwrap();
+        assert!(reply().starts_with("250"));
+        w.write_all(b"DATA\r\n").unwrap();
+        assert!(reply().starts_with("354"));
+        w.write_all(body.as_bytes()).unwrap();
+        let t = Instant::now();
+        w.write_all(b".\r\n").unwrap();
+        let rep = reply();
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+        assert!(rep.starts_with("250"), "{rep}");
+    }
+    let _ = w.write_all(b"QUIT\r\n");
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let q = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
+    println!("{:.0} {:.0} {:.0}", q(0.5), q(0.99), lat[lat.len() - 1]);
+}
