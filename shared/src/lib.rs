@@ -6,11 +6,13 @@
 //! - [`month`]: months and time zones (`operator.timezone`), CSV date format.
 //! - [`store`]: the RocksDB stores and their key layout ([`store::capture`]).
 //! - [`output`]: `--json` output structs.
+//! - [`listeblanche`]: the ANS liste blanche (Espace de Confiance domains).
 //! - [`exit`]: process exit codes; [`error`]: expected errors and their codes.
 
 pub mod config;
 pub mod error;
 pub mod exit;
+pub mod listeblanche;
 pub mod model;
 pub mod month;
 pub mod output;
