@@ -26,9 +26,13 @@ use crate::proxy::{self, ProxyContext};
 /// Configuration (exit 2), store (exit 3) and bind (exit 4) problems.
 pub fn run(config_path: &Path) -> Result<i32, Error> {
     let cfg = Config::load(config_path)?;
-    if cfg.proxy.is_none() && cfg.milter.is_none() {
+    let events_on = cfg
+        .events
+        .as_ref()
+        .is_some_and(|e| e.listen.is_some() || e.dict_socket.is_some());
+    if cfg.proxy.is_none() && cfg.milter.is_none() && !events_on {
         return Err(Error::Config(format!(
-            "{}: no front end configured: add a [proxy] or [milter] section",
+            "{}: nothing to run: add a [proxy], [milter] or [events] section",
             config_path.display()
         )));
     }
@@ -69,6 +73,19 @@ async fn serve(cfg: Config, store: CaptureStore, classifier: Classifier) -> Resu
         }
         None => None,
     };
+    let events_listener = match cfg.events.as_ref().and_then(|e| e.listen.as_ref()) {
+        Some(l) => Some(bind("events.listen", l).await?),
+        None => None,
+    };
+    let dict_listener = match cfg.events.as_ref().and_then(|e| e.dict_socket.as_ref()) {
+        Some(p) => Some(crate::events::dict::DictListener::bind(p).map_err(|e| {
+            Error::Bind(format!(
+                "cannot listen on {} (`events.dict_socket`): {e}",
+                p.display()
+            ))
+        })?),
+        None => None,
+    };
     let metrics_listener = match &cfg.metrics {
         Some(m) => Some(bind("metrics.listen", &m.listen).await?),
         None => None,
@@ -103,6 +120,19 @@ async fn serve(cfg: Config, store: CaptureStore, classifier: Classifier) -> Resu
         tasks.spawn(milter::run(l, ctx, async move {
             let _ = stop.wait_for(|s| *s).await;
         }));
+    }
+    if events_listener.is_some() || dict_listener.is_some() {
+        let ectx = Arc::new(crate::events::EventsContext {
+            capture: capture.clone(),
+        });
+        if let Some(l) = events_listener {
+            tracing::info!(listen = ?l.local_addr().ok(), "login events endpoint ready");
+            tasks.spawn(crate::events::serve_http(l, ectx.clone(), stop_rx.clone()));
+        }
+        if let Some(l) = dict_listener {
+            tracing::info!("Dovecot last_login dict socket ready");
+            tasks.spawn(crate::events::dict::serve(l, ectx, stop_rx.clone()));
+        }
     }
     if let Some(l) = metrics_listener {
         tasks.spawn(serve_metrics(l, metrics.clone(), stop_rx.clone()));

@@ -6,6 +6,7 @@
 //! - [`capture`]: the capture writer (group commit, bounded wait, journal).
 //! - [`proxy`]: the SMTP proxy front end and its protocol [`proxy::observer`].
 //! - [`milter`]: the milter front end (Postfix `smtpd_milters` / `non_smtpd_milters`).
+//! - [`events`]: login events: HTTP endpoint (Dovecot `event_exporter`, generic JSON) and Dovecot's `last_login` dict socket.
 //! - [`metrics`]: counters and the `/metrics` endpoint.
 //! - [`admin`]: `mss-admin` subcommands.
 //! - [`cli`]: error printing and exit codes shared by the binaries.
@@ -14,6 +15,7 @@ pub mod admin;
 pub mod capture;
 pub mod cli;
 pub mod daemon;
+pub mod events;
 pub mod metrics;
 pub mod milter;
 pub mod proxy;

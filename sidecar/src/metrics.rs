@@ -103,6 +103,34 @@ pub struct Metrics {
     pub lost_records: Counter,
     pub stored_messages: Counter,
     pub commit_latency: Histogram,
+    /// Login events received, by source (dovecot, dict, api, milter, proxy).
+    pub login_sources: LabelCounters,
+    /// Login events refused by the events endpoint, by reason.
+    pub events_rejected: LabelCounters,
+}
+
+/// Counters keyed by a label value (a handful of distinct values).
+#[derive(Debug, Default)]
+pub struct LabelCounters(std::sync::Mutex<std::collections::BTreeMap<String, u64>>);
+
+impl LabelCounters {
+    pub fn inc(&self, label: &str) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(label.to_string()).or_default() += 1;
+    }
+
+    pub fn get(&self, label: &str) -> u64 {
+        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(label).copied().unwrap_or(0)
+    }
+
+    fn render(&self, name: &str, help: &str, label: &str, out: &mut String) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, v) in m.iter() {
+            let _ = writeln!(out, "{name}{{{label}=\"{k}\"}} {v}");
+        }
+    }
 }
 
 impl Metrics {
@@ -187,6 +215,18 @@ impl Metrics {
         }
         self.commit_latency
             .render("mss_capture_commit_seconds", &mut o);
+        self.login_sources.render(
+            "mss_login_events_received_total",
+            "login events received, by source",
+            "source",
+            &mut o,
+        );
+        self.events_rejected.render(
+            "mss_login_events_rejected_total",
+            "login events refused by the events endpoint, by reason",
+            "reason",
+            &mut o,
+        );
         o
     }
 }

@@ -1,0 +1,226 @@
+//! Dovecot's `last_login` plugin through the dict-proxy protocol
+//! (`[events] dict_socket`, a Unix socket; Dovecot 2.3).
+//!
+//! One line per command, fields separated by TAB, escaped with `\x01`
+//! (`\x011` = `\x01`, `\x01t` = TAB, `\x01n` = LF, `\x01r` = CR):
+//! `H…` hello (no reply), `B<id>\t<user>` begin, `S<id>\t<key>\t<value>` set,
+//! `C<id>` / `D<id>` commit (reply `O<id>`), `A<id>` rollback (no reply),
+//! `L<key>` lookup (reply `N`: we keep nothing to look up). The plugin sets
+//! `shared/last-login/<user>` to the unix time of the login; the login is
+//! recorded at commit. Anything else is ignored, so that a newer Dovecot
+//! never blocks on us. The socket file is removed at start if stale and at
+//! stop: a socket file nobody listens on delays every IMAP login by ~3 s.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use mss_shared::model::{normalize_address, LoginRecord};
+
+use super::{plausible, store, valid_bal, EventsContext};
+
+/// Longest line accepted from Dovecot.
+const MAX_LINE: usize = 64 * 1024;
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c == '\x01' {
+            match it.next() {
+                Some('1') => out.push('\x01'),
+                Some('t') => out.push('\t'),
+                Some('n') => out.push('\n'),
+                Some('r') => out.push('\r'),
+                Some(o) => out.push(o),
+                None => {}
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// One transaction's pending logins.
+#[derive(Default)]
+struct Session {
+    txns: HashMap<String, Vec<LoginRecord>>,
+}
+
+impl Session {
+    /// Handle one line; returns the reply line, if any.
+    fn line(&mut self, line: &str) -> (Option<String>, Vec<LoginRecord>) {
+        let Some(cmd) = line.chars().next() else {
+            return (None, vec![]);
+        };
+        let rest = &line[cmd.len_utf8()..];
+        let f: Vec<String> = rest.split('\t').map(unescape).collect();
+        match cmd {
+            'B' => {
+                self.txns.insert(f[0].clone(), vec![]);
+                (None, vec![])
+            }
+            'S' if f.len() >= 3 => {
+                let key = &f[1];
+                if let Some(user) = key.rsplit_once("last-login/").map(|(_, u)| u) {
+                    if let Ok(secs) = f[2].trim().parse::<i64>() {
+                        let bal = normalize_address(user);
+                        let us = secs.saturating_mul(1_000_000);
+                        if valid_bal(&bal) && plausible(us) {
+                            self.txns
+                                .entry(f[0].clone())
+                                .or_default()
+                                .push(LoginRecord {
+                                    bal,
+                                    time_us: us,
+                                    service: "dovecot".into(),
+                                    source: "dict".into(),
+                                });
+                        } else {
+                            tracing::info!(key = %key, "dict: last-login value refused (not an address or implausible time)");
+                        }
+                    }
+                }
+                (None, vec![])
+            }
+            'C' | 'D' => {
+                let recs = self.txns.remove(&f[0]).unwrap_or_default();
+                (Some(format!("O{}\n", f[0])), recs)
+            }
+            'A' => {
+                self.txns.remove(&f[0]);
+                (None, vec![])
+            }
+            'L' => (Some("N\n".into()), vec![]),
+            _ => (None, vec![]),
+        }
+    }
+}
+
+async fn connection(stream: UnixStream, ctx: Arc<EventsContext>) {
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    let mut s = Session::default();
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = match (&mut r)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut buf)
+            .await
+        {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if n == MAX_LINE && buf.last() != Some(&b'\n') {
+            tracing::warn!("dict: line longer than {MAX_LINE} bytes, closing");
+            return;
+        }
+        let line = String::from_utf8_lossy(&buf);
+        let (reply, recs) = s.line(line.trim_end_matches(['\n', '\r']));
+        if !recs.is_empty() {
+            store(&ctx, recs).await;
+        }
+        if let Some(rep) = reply {
+            if w.write_all(rep.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The bound dict socket; removes its file on drop.
+pub struct DictListener {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl Drop for DictListener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl DictListener {
+    /// Bind `path`, replacing a stale socket file (refusing if one is live).
+    ///
+    /// # Errors
+    /// The path is in use by a running process, or cannot be bound.
+    pub fn bind(path: &Path) -> std::io::Result<Self> {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{} is in use by a running process", path.display()),
+            ));
+        }
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path)?;
+        // Dovecot's dict client runs as the mail user: let it connect.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666));
+        Ok(DictListener {
+            listener,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+/// Serve the dict socket until `stop` turns true; the socket file is removed.
+pub async fn serve(
+    l: DictListener,
+    ctx: Arc<EventsContext>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            a = l.listener.accept() => match a {
+                Ok((s, _)) => { tokio::spawn(connection(s, ctx.clone())); }
+                Err(e) => {
+                    tracing::warn!("dict socket accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            _ = stop.changed() => if *stop.borrow() { break },
+        }
+    }
+    drop(l);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_lines() {
+        let mut s = Session::default();
+        assert_eq!(s.line("H3\t2\t0\t\tlastlogin").0, None);
+        assert_eq!(s.line("B1\talice@ch-a.fr").0, None);
+        assert_eq!(
+            s.line("S1\tshared/last-login/Alice@CH-A.fr\t1790000000").0,
+            None
+        );
+        let (rep, recs) = s.line("C1");
+        assert_eq!(rep.as_deref(), Some("O1\n"));
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].bal, "alice@ch-a.fr");
+        assert_eq!(recs[0].time_us, 1_790_000_000_000_000);
+        // Rolled back: nothing.
+        s.line("B2\tbob@ch-a.fr");
+        s.line("S2\tshared/last-login/bob@ch-a.fr\t1790000000");
+        assert_eq!(s.line("A2"), (None, vec![]));
+        assert_eq!(s.line("C2").1.len(), 0);
+        // Escapes, absurd values, unknown commands.
+        assert_eq!(unescape("a\x01tb\x011\x01n"), "a\tb\x01\n");
+        s.line("B3\tx");
+        s.line("S3\tshared/last-login/x@ch-a.fr\t12");
+        s.line("S3\tshared/last-login/not-an-address\t1790000000");
+        assert!(s.line("D3").1.is_empty());
+        assert_eq!(s.line("L shared/x").0.as_deref(), Some("N\n"));
+        assert_eq!(s.line("Zwhatever").0, None);
+        assert_eq!(s.line("").0, None);
+    }
+}
