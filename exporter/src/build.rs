@@ -64,11 +64,20 @@ fn bump(map: &mut HashMap<String, i64>, k: String, t: i64) {
 
 impl Activity {
     /// Months `m` and the `lookback - 1` before it (what retention keeps).
-    fn load(cap: &CaptureStore, m: Month, lookback: u32) -> Result<Self, Error> {
+    /// Captured logins and those imported from logs (registry) both count.
+    fn load(
+        cap: &CaptureStore,
+        reg: &RegistryStore,
+        m: Month,
+        lookback: u32,
+    ) -> Result<Self, Error> {
         let mut a = Activity::default();
         let mut month = m;
         for _ in 0..lookback.max(1) {
             for ((bal, _service), (t, _)) in cap.logins(month)? {
+                bump(&mut a.login, bal, t);
+            }
+            for (bal, t) in reg.imported_logins(month)? {
                 bump(&mut a.login, bal, t);
             }
             for (bal, t) in cap.sent(month)? {
@@ -156,13 +165,14 @@ pub fn build_with_progress(
     let tz = cfg.tz();
     std::fs::create_dir_all(out_dir)
         .map_err(io_err(format!("output directory {}", out_dir.display())))?;
-    let activity = Activity::load(cap, month, cfg.store.retention_months)?;
+    let activity = Activity::load(cap, reg, month, cfg.store.retention_months)?;
     let mut registry: BTreeMap<String, Vec<Mailbox>> = BTreeMap::new();
     for m in reg.list(None)? {
         registry.entry(m.domain()).or_default().push(m);
     }
-    let logins_this_month: BTreeSet<String> =
+    let mut logins_this_month: BTreeSet<String> =
         cap.logins(month)?.into_keys().map(|(b, _)| b).collect();
+    logins_this_month.extend(reg.imported_logins(month)?.into_keys());
 
     let tmp_path = out_dir.join(format!(".{}-build.zip.tmp", month.compact()));
     let tmp = std::fs::File::create(&tmp_path).map_err(io_err(tmp_path.display()))?;

@@ -2,10 +2,13 @@
 
 use std::path::Path;
 
-use mss_shared::config::Config;
+use std::collections::BTreeSet;
+
+use mss_shared::config::{domain_of, Config};
 use mss_shared::month::Month;
 use mss_shared::output::Counts;
 use mss_shared::store::capture::{CaptureStore, Classifier};
+use mss_shared::store::registry::RegistryStore;
 use mss_shared::{exit, Error};
 
 /// Open the capture store as a RocksDB secondary (works while the sidecar
@@ -41,9 +44,32 @@ pub fn counts(config: &Path, month: &str, domain: Option<&str>, json: bool) -> R
         }
     }
     let sec = SecondaryCapture::open(&cfg)?;
-    let counts = sec
+    let mut counts = sec
         .store
         .counts(month, &Classifier::from_config(&cfg), domain.as_deref())?;
+    // `mailboxes`: the rows of the month's Connexions file (registry BALs not
+    // excluded + discovered senders and logins); `logins`: BALs with a login
+    // in the month (captured or imported from logs).
+    let reg = RegistryStore::open_read_only(&cfg.store.registry_path)?;
+    let mut login_bals: BTreeSet<String> = sec
+        .store
+        .logins(month)?
+        .into_keys()
+        .map(|(b, _)| b)
+        .collect();
+    if let Some(r) = &reg {
+        login_bals.extend(r.imported_logins(month)?.into_keys());
+    }
+    let mut discovered: BTreeSet<String> = sec.store.sent(month)?.into_keys().collect();
+    discovered.extend(login_bals.iter().cloned());
+    for d in &mut counts.domains {
+        d.mailboxes =
+            crate::mailbox::connexions_count(reg.as_ref(), &d.domain, month, &discovered)?;
+        d.logins = login_bals
+            .iter()
+            .filter(|b| domain_of(b).as_deref() == Some(d.domain.as_str()))
+            .count() as u64;
+    }
     if json {
         println!(
             "{}",

@@ -8,14 +8,17 @@
 //! - [`milter`]: the milter front end (Postfix `smtpd_milters` / `non_smtpd_milters`).
 //! - [`events`]: login events: HTTP endpoint (Dovecot `event_exporter`, generic JSON) and Dovecot's `last_login` dict socket.
 //! - [`metrics`]: counters and the `/metrics` endpoint.
-//! - [`admin`]: `mss-admin` subcommands.
+//! - [`admin`]: `mss-admin` subcommands; [`mailbox`]: the registry commands;
+//!   [`backfill`]: login history imported from Dovecot/Postfix logs.
 //! - [`cli`]: error printing and exit codes shared by the binaries.
 
 pub mod admin;
+pub mod backfill;
 pub mod capture;
 pub mod cli;
 pub mod daemon;
 pub mod events;
+pub mod mailbox;
 pub mod metrics;
 pub mod milter;
 pub mod proxy;

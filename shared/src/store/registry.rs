@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `mailbox` | domain · `0x00` · BAL | JSON [`Mailbox`] (type, test flag, FINESS, login tracking, every dated status change) |
 //! | `meta` | name | JSON (last export/submission state, written by mss-export) |
+//! | `login` | `AAAAMM` · BAL · `0x00` · service | last imported login in that month (u64 BE µs), from `mss-admin logins import` |
 //!
 //! Written by `mss-admin` (and later `mss-export`) with short opens; a second
 //! writer gets a clear "in use" error. Keys are domain-first so an export
@@ -26,6 +27,7 @@ use crate::month::Month;
 
 pub const CF_MAILBOX: &str = "mailbox";
 pub const CF_META: &str = "meta";
+pub const CF_LOGIN: &str = "login";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -164,7 +166,7 @@ pub struct RegistryStore {
 }
 
 fn cfs() -> Vec<ColumnFamilyDescriptor> {
-    [CF_MAILBOX, CF_META]
+    [CF_MAILBOX, CF_META, CF_LOGIN]
         .iter()
         .map(|n| ColumnFamilyDescriptor::new(*n, super::base_options()))
         .collect()
@@ -202,6 +204,106 @@ impl RegistryStore {
             db,
             path: path.display().to_string(),
         })
+    }
+
+    /// Open read-only (no lock: works while another process writes);
+    /// `None` if the registry was never created.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub fn open_read_only(path: &Path) -> Result<Option<Self>> {
+        if !path.join("CURRENT").exists() {
+            return Ok(None);
+        }
+        let mut o = super::base_options();
+        o.create_if_missing(false);
+        let names = DB::list_cf(&o, path).map_err(|e| Error::store(path.display(), e))?;
+        let db = DB::open_cf_for_read_only(&o, path, names, false)
+            .map_err(|e| Error::store(path.display(), e))?;
+        Ok(Some(RegistryStore {
+            db,
+            path: path.display().to_string(),
+        }))
+    }
+
+    /// Record imported logins (bal, service, µs), keeping the latest per
+    /// (month in `tz`, BAL, service). Returns how many keys changed:
+    /// importing the same logins again changes nothing.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub fn import_logins(
+        &self,
+        logins: &[(String, String, i64)],
+        tz: &jiff::tz::TimeZone,
+    ) -> Result<usize> {
+        let Some(cf) = self.db.cf_handle(CF_LOGIN) else {
+            return Err(self.err("registry opened without its login column family"));
+        };
+        let mut latest: std::collections::BTreeMap<Vec<u8>, i64> = Default::default();
+        for (bal, service, us) in logins {
+            let month = Month::of(crate::month::from_micros(*us), tz);
+            let mut k = month.key().to_vec();
+            k.extend_from_slice(bal.as_bytes());
+            k.push(0);
+            k.extend_from_slice(service.as_bytes());
+            let e = latest.entry(k).or_insert(*us);
+            *e = (*e).max(*us);
+        }
+        let mut b = rocksdb::WriteBatch::default();
+        let mut changed = 0;
+        for (k, us) in latest {
+            let old = self
+                .db
+                .get_cf(cf, &k)
+                .map_err(|e| self.err(e))?
+                .and_then(|v| {
+                    v.get(..8)
+                        .map(|x| i64::from_be_bytes(x.try_into().expect("8 bytes")))
+                });
+            if old.is_none_or(|o| o < us) {
+                b.put_cf(cf, k, us.to_be_bytes());
+                changed += 1;
+            }
+        }
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(b, &wo).map_err(|e| self.err(e))?;
+        Ok(changed)
+    }
+
+    /// Last imported login per BAL in `month` (µs).
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub fn imported_logins(&self, month: Month) -> Result<std::collections::BTreeMap<String, i64>> {
+        let mut out = std::collections::BTreeMap::new();
+        let Some(cf) = self.db.cf_handle(CF_LOGIN) else {
+            return Ok(out);
+        };
+        let prefix = month.key();
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&prefix, rocksdb::Direction::Forward))
+        {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let rest = &k[prefix.len()..];
+            let bal = rest.split(|b| *b == 0).next().unwrap_or_default();
+            let Some(t) = v
+                .get(..8)
+                .map(|x| i64::from_be_bytes(x.try_into().expect("8 bytes")))
+            else {
+                continue;
+            };
+            let e = out
+                .entry(String::from_utf8_lossy(bal).into_owned())
+                .or_insert(t);
+            *e = (*e).max(t);
+        }
+        Ok(out)
     }
 
     fn cf(&self, n: &str) -> &rocksdb::ColumnFamily {

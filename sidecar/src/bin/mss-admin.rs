@@ -27,6 +27,111 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The mailbox registry: types, dated statuses, test flags.
+    #[command(subcommand)]
+    Mailbox(MailboxCmd),
+    /// Login history from mail logs.
+    #[command(subcommand)]
+    Logins(LoginsCmd),
+}
+
+#[derive(Subcommand)]
+enum LoginsCmd {
+    /// Import successful logins from Dovecot or Postfix logs (plain or .gz); idempotent.
+    Import {
+        /// dovecot (imap-login/pop3-login "Login:" lines) or postfix (smtpd sasl_username=).
+        #[arg(long)]
+        format: String,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(clap::Args, Default)]
+struct EditArgs {
+    /// personnelle | organisationnelle | applicative.
+    #[arg(long = "type")]
+    kind: Option<String>,
+    /// active | suspended | deleted (with --date unless active).
+    #[arg(long)]
+    status: Option<String>,
+    /// Date of the status change, YYYY-MM-DD.
+    #[arg(long)]
+    date: Option<String>,
+    /// Test mailbox (never exported): yes | no.
+    #[arg(long, value_parser = yes_no)]
+    test: Option<bool>,
+    /// Whether its logins are known (no: exported as 1900-01-01 00:00:00): yes | no.
+    #[arg(long, value_parser = yes_no)]
+    login_tracking: Option<bool>,
+    #[arg(long)]
+    finess_ej: Option<String>,
+    #[arg(long)]
+    finess_eg: Option<String>,
+}
+
+fn yes_no(s: &str) -> Result<bool, String> {
+    match s {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err("yes or no".into()),
+    }
+}
+
+#[derive(Subcommand)]
+enum MailboxCmd {
+    /// Import a CSV: bal;type;status;status_date;test;finess_ej;finess_eg;login_tracking (all or nothing).
+    Import {
+        file: PathBuf,
+        /// Only BALs of this domain (required with --replace).
+        #[arg(long)]
+        domain: Option<String>,
+        /// Mark BALs of --domain absent from the file as deleted today.
+        #[arg(long)]
+        replace: bool,
+        /// Print what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Register a BAL.
+    Add {
+        bal: String,
+        #[command(flatten)]
+        edit: EditArgs,
+    },
+    /// Change a registered BAL (a new status is appended with its date).
+    Set {
+        bal: String,
+        #[command(flatten)]
+        edit: EditArgs,
+    },
+    /// Registered BALs, or with --unregistered those seen but not registered.
+    List {
+        #[arg(long)]
+        domain: Option<String>,
+        #[arg(long)]
+        unregistered: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One BAL: registry data, history, last login/sent/received, whether it is in this month's files.
+    Show {
+        bal: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn edit(e: &EditArgs) -> mss_sidecar::mailbox::Edit {
+    mss_sidecar::mailbox::Edit {
+        kind: e.kind.clone(),
+        status: e.status.clone(),
+        date: e.date.clone(),
+        test: e.test,
+        login_tracking: e.login_tracking,
+        finess_ej: e.finess_ej.clone(),
+        finess_eg: e.finess_eg.clone(),
+    }
 }
 
 fn main() {
@@ -38,5 +143,27 @@ fn main() {
             domain,
             json,
         } => mss_sidecar::admin::counts(&args.config, month, domain.as_deref(), *json),
+        Cmd::Mailbox(m) => {
+            use mss_sidecar::mailbox;
+            match m {
+                MailboxCmd::Import {
+                    file,
+                    domain,
+                    replace,
+                    dry_run,
+                } => mailbox::import(&args.config, file, domain.as_deref(), *replace, *dry_run),
+                MailboxCmd::Add { bal, edit: e } => mailbox::add(&args.config, bal, &edit(e)),
+                MailboxCmd::Set { bal, edit: e } => mailbox::set(&args.config, bal, &edit(e)),
+                MailboxCmd::List {
+                    domain,
+                    unregistered,
+                    json,
+                } => mailbox::list(&args.config, domain.as_deref(), *unregistered, *json),
+                MailboxCmd::Show { bal, json } => mailbox::show(&args.config, bal, *json),
+            }
+        }
+        Cmd::Logins(LoginsCmd::Import { format, files }) => {
+            mss_sidecar::backfill::import(&args.config, format, files)
+        }
     })
 }
