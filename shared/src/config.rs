@@ -28,6 +28,42 @@ pub struct Config {
     #[serde(default)]
     pub export: Export,
     pub sipil: Option<Sipil>,
+    pub policy: Option<Policy>,
+}
+
+/// What to do with a recipient outside the Espace de Confiance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyMode {
+    /// Refuse the recipient (`550 5.7.1`).
+    Enforce,
+    /// Let it through; count and log it.
+    Report,
+}
+
+/// `[policy]`: the liste blanche (Espace de Confiance) policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// The ANS liste blanche XML (kept up to date by `refresh_url` or by
+    /// the operator).
+    pub liste_blanche: PathBuf,
+    #[serde(default = "default_policy_mode")]
+    pub mode: PolicyMode,
+    /// Extra domains treated as inside (e.g. a partner not yet listed).
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Refuse a new copy that loses more than this share of the domains.
+    #[serde(default = "default_max_drop")]
+    pub max_drop_percent: u32,
+}
+
+fn default_policy_mode() -> PolicyMode {
+    PolicyMode::Report
+}
+
+fn default_max_drop() -> u32 {
+    10
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -288,7 +324,7 @@ impl Config {
 
     /// Parse and validate a configuration text.
     pub fn parse(text: &str) -> Result<Config> {
-        let cfg: Config = toml::from_str(text).map_err(|e| {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| {
             let mut msg = e.message().trim().to_string();
             if let Some(span) = e.span() {
                 let line = text[..span.start.min(text.len())].lines().count().max(1);
@@ -310,7 +346,7 @@ impl Config {
         Ok(cfg)
     }
 
-    fn validate(&self) -> Result<()> {
+    fn validate(&mut self) -> Result<()> {
         let bad = |key: &str, why: String| Err(Error::Config(format!("key `{key}`: {why}")));
         if self.operator.domains.is_empty() {
             return bad(
@@ -431,6 +467,26 @@ impl Config {
                 if l.parse::<SocketAddr>().is_err() {
                     return bad("events.listen", format!("{l:?} is not an address:port"));
                 }
+            }
+        }
+        if let Some(p) = &mut self.policy {
+            for d in &mut p.allow {
+                *d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+                if !is_domain(d) {
+                    return bad("policy.allow", format!("{d:?} is not a domain name"));
+                }
+            }
+            if p.max_drop_percent > 100 {
+                return bad(
+                    "policy.max_drop_percent",
+                    "must be between 0 and 100".into(),
+                );
+            }
+            if !p.liste_blanche.is_file() {
+                return bad(
+                    "policy.liste_blanche",
+                    format!("{}: no such file (download it from https://espacedeconfiance.mssante.fr/listeblanchemssante.xml)", p.liste_blanche.display()),
+                );
             }
         }
         if let Some(m) = &self.metrics {

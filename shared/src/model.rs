@@ -42,11 +42,24 @@ pub struct LoginRecord {
     pub source: String,
 }
 
+/// A recipient outside the Espace de Confiance asked for by an operator
+/// BAL (liste blanche policy): domains only, never full addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutsideRecord {
+    pub sender_domain: String,
+    pub recipient_domain: String,
+    /// UTC microseconds.
+    pub time_us: i64,
+    /// Refused (enforce mode) or only reported.
+    pub refused: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Record {
     Message(MessageRecord),
     Login(LoginRecord),
+    Outside(OutsideRecord),
 }
 
 /// Lower-case an address for storage and comparison. MSSanté addresses are

@@ -27,6 +27,9 @@ pub struct DomainCounts {
     pub mailboxes: u64,
     /// Successful login events.
     pub logins: u64,
+    /// Recipients outside the Espace de Confiance asked for by the domain's
+    /// BALs (liste blanche policy; refused or reported).
+    pub outside_trust_space: u64,
     /// Per local day, only days with traffic.
     pub days: Vec<DayCounts>,
 }
@@ -41,6 +44,7 @@ impl DomainCounts {
             senders: 0,
             mailboxes: 0,
             logins: 0,
+            outside_trust_space: 0,
             days: vec![],
         }
     }

@@ -286,6 +286,10 @@ fn summary(r: &Record) -> String {
             m.recipients.len()
         ),
         Record::Login(l) => format!("login {} {}", l.bal, l.service),
+        Record::Outside(o) => format!(
+            "outside trust space {} -> {}",
+            o.sender_domain, o.recipient_domain
+        ),
     }
 }
 

@@ -91,6 +91,7 @@ async fn serve(cfg: Config, store: CaptureStore, classifier: Classifier) -> Resu
         None => None,
     };
 
+    let policy = crate::policy::Policy::load(&cfg)?;
     // Only now start the writer: an early error drops the store cleanly.
     let metrics = Arc::new(Metrics::default());
     let journal = Arc::new(Journal::new(cfg.store.journal_path()));
@@ -105,7 +106,8 @@ async fn serve(cfg: Config, store: CaptureStore, classifier: Classifier) -> Resu
 
     if let (Some(l), Some(p)) = (proxy_listener, &cfg.proxy) {
         let ctx = ProxyContext::new(p.clone(), capture.clone(), classifier.clone(), ids.clone())
-            .map_err(Error::Config)?;
+            .map_err(Error::Config)?
+            .with_policy(policy.clone());
         tracing::info!(listen = %p.listen, upstream = %p.upstream, tls = ctx.client_tls.is_some(), "proxy front end ready");
         tasks.spawn(proxy::run(l, Arc::new(ctx), stop_rx.clone()));
     }
@@ -114,6 +116,7 @@ async fn serve(cfg: Config, store: CaptureStore, classifier: Classifier) -> Resu
             capture: capture.clone(),
             classifier: classifier.clone(),
             ids: ids.clone(),
+            policy: policy.clone(),
         });
         tracing::info!(listen = %m.listen, "milter front end ready");
         let mut stop = stop_rx.clone();
@@ -133,6 +136,9 @@ async fn serve(cfg: Config, store: CaptureStore, classifier: Classifier) -> Resu
             tracing::info!("Dovecot last_login dict socket ready");
             tasks.spawn(crate::events::dict::serve(l, ectx, stop_rx.clone()));
         }
+    }
+    if let Some(p) = &policy {
+        tasks.spawn(p.clone().watch(stop_rx.clone()));
     }
     if let Some(l) = metrics_listener {
         tasks.spawn(serve_metrics(l, metrics.clone(), stop_rx.clone()));

@@ -105,6 +105,8 @@ pub struct Metrics {
     pub commit_latency: Histogram,
     /// Login events received, by source (dovecot, dict, api, milter, proxy).
     pub login_sources: LabelCounters,
+    /// Recipients outside the Espace de Confiance, by mode (refused / reported).
+    pub outside: LabelCounters,
     /// Login events refused by the events endpoint, by reason.
     pub events_rejected: LabelCounters,
 }
@@ -145,6 +147,7 @@ impl Metrics {
         match r {
             Record::Message(_) => self.stored_messages.inc(),
             Record::Login(_) => self.logins.inc(),
+            Record::Outside(_) => {}
         }
     }
 
@@ -219,6 +222,12 @@ impl Metrics {
             "mss_login_events_received_total",
             "login events received, by source",
             "source",
+            &mut o,
+        );
+        self.outside.render(
+            "mss_outside_trust_space_total",
+            "recipients outside the Espace de Confiance (liste blanche policy)",
+            "action",
             &mut o,
         );
         self.events_rejected.render(

@@ -39,6 +39,8 @@ pub struct MilterContext {
     pub capture: Capture,
     pub classifier: Classifier,
     pub ids: Arc<MailIdGen>,
+    /// The liste blanche policy, if configured.
+    pub policy: Option<Arc<crate::policy::Policy>>,
 }
 
 /// Per-connection state (indymilter's `Context.data`).
@@ -110,10 +112,28 @@ async fn on_mail(ctx: &MilterContext, cx: &mut Context<Conn>, args: Vec<CString>
     Status::Continue
 }
 
-async fn on_rcpt(cx: &mut Context<Conn>, args: Vec<CString>) -> Status {
+async fn on_rcpt(ctx: &MilterContext, cx: &mut Context<Conn>, args: Vec<CString>) -> Status {
     let rcpt = macro_str(&cx.macros, "{rcpt_addr}")
         .map(|s| normalize_address(&s))
         .unwrap_or_else(|| arg0(&args));
+    if let Some(p) = &ctx.policy {
+        let sender = cx
+            .data
+            .as_ref()
+            .and_then(|c| c.msg.as_ref())
+            .map(|m| m.sender.as_str())
+            .unwrap_or("");
+        if let Some((sd, rd)) = p.outside(sender, &rcpt) {
+            crate::policy::note(&ctx.capture, "milter", sd, rd, p.enforce);
+            if p.enforce {
+                use indymilter::SetErrorReply;
+                let _ = cx
+                    .reply
+                    .set_error_reply("550", Some("5.7.1"), [crate::policy::REFUSAL]);
+                return Status::Reject;
+            }
+        }
+    }
     let qid = macro_str(&cx.macros, "i");
     if let Some(m) = cx.data.as_mut().and_then(|c| c.msg.as_mut()) {
         m.recipients.push(rcpt);
@@ -218,7 +238,7 @@ async fn on_connect(ctx: &MilterContext, cx: &mut Context<Conn>) -> Status {
 
 /// The callbacks: thin closures over the named functions above.
 pub fn callbacks(ctx: Arc<MilterContext>) -> Callbacks<Conn> {
-    let (c1, c2, c3, c4) = (ctx.clone(), ctx.clone(), ctx.clone(), ctx);
+    let (c1, c2, c3, c4, c5) = (ctx.clone(), ctx.clone(), ctx.clone(), ctx.clone(), ctx);
     Callbacks::new()
         .on_negotiate(|cx, _, _| Box::pin(on_negotiate(cx)))
         .on_connect(move |cx, _, _| {
@@ -229,7 +249,10 @@ pub fn callbacks(ctx: Arc<MilterContext>) -> Callbacks<Conn> {
             let c = c2.clone();
             Box::pin(async move { on_mail(&c, cx, args).await })
         })
-        .on_rcpt(|cx, args| Box::pin(on_rcpt(cx, args)))
+        .on_rcpt(move |cx, args| {
+            let c = c5.clone();
+            Box::pin(async move { on_rcpt(&c, cx, args).await })
+        })
         .on_header(|cx, n, v| Box::pin(on_header(cx, n, v)))
         .on_eoh(|cx| Box::pin(on_eoh(cx)))
         .on_body(|cx, b| Box::pin(on_body(cx, b)))

@@ -89,6 +89,7 @@ impl RunningProxy {
                 let journal = Arc::new(Journal::new(cfg.store.journal_path()));
                 let capture = Capture::start(sink, journal, cfg.store.commit_timeout(), m);
                 let ids = Arc::new(MailIdGen::new(&cfg.operator.node));
+                let policy = mss_sidecar::policy::Policy::load(&cfg).expect("policy");
                 let mut milter_addr = None;
                 let mut tasks = tokio::task::JoinSet::new();
                 if let Some(mcfg) = &cfg.milter {
@@ -100,6 +101,7 @@ impl RunningProxy {
                         capture: capture.clone(),
                         classifier: Classifier::from_config(&cfg),
                         ids: ids.clone(),
+                        policy: policy.clone(),
                     });
                     let mut stop = stop_rx.clone();
                     tasks.spawn(milter::run(MilterListener::Tcp(l), ctx, async move {
@@ -111,7 +113,8 @@ impl RunningProxy {
                     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                     proxy_addr = listener.local_addr().unwrap();
                     let ctx = ProxyContext::new(pcfg, capture, Classifier::from_config(&cfg), ids)
-                        .unwrap();
+                        .unwrap()
+                        .with_policy(policy.clone());
                     tasks.spawn(proxy::run(listener, Arc::new(ctx), stop_rx));
                 }
                 addr_tx.send((proxy_addr, milter_addr)).unwrap();

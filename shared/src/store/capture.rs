@@ -12,6 +12,7 @@
 //! | `rcv` | `AAAAMM` · recipient BAL | last reception in that month (u64 BE µs), merged with *max* |
 //! | `login` | `AAAAMM` · BAL · `0x00` · service | last login in that month (u64 BE µs) · count (u64 BE), merged *max/sum* |
 //! | `snt` | `AAAAMM` · sender BAL | last message sent in that month (u64 BE µs), merged with *max* |
+//! | `pol` | `AAAAMM` · sender domain · `0x00` · recipient domain | recipients outside the Espace de Confiance (u64 BE count), merged with *sum* |
 //!
 //! * `out` holds one row per (message, accepted recipient) for senders on an
 //!   operator domain: within a month and a domain, keys sort by date then
@@ -44,7 +45,8 @@ pub const CF_OUT: &str = "out";
 pub const CF_RCV: &str = "rcv";
 pub const CF_LOGIN: &str = "login";
 pub const CF_SNT: &str = "snt";
-const CFS: [&str; 4] = [CF_OUT, CF_RCV, CF_LOGIN, CF_SNT];
+pub const CF_POL: &str = "pol";
+const CFS: [&str; 5] = [CF_OUT, CF_RCV, CF_LOGIN, CF_SNT, CF_POL];
 
 /// Decides which keys a record produces: the operator's domains and time zone.
 #[derive(Debug, Clone)]
@@ -111,6 +113,14 @@ fn merge_login(_key: &[u8], existing: Option<&[u8]>, ops: &MergeOperands) -> Opt
     Some(v)
 }
 
+fn merge_sum(_key: &[u8], existing: Option<&[u8]>, ops: &MergeOperands) -> Option<Vec<u8>> {
+    let mut n = existing.map(read_u64).unwrap_or(0);
+    for op in ops {
+        n = n.saturating_add(read_u64(op));
+    }
+    Some(n.to_be_bytes().to_vec())
+}
+
 fn read_u64(b: &[u8]) -> u64 {
     b.get(..8)
         .map(|s| u64::from_be_bytes(s.try_into().expect("8 bytes")))
@@ -128,6 +138,7 @@ fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
             match *name {
                 CF_RCV | CF_SNT => o.set_merge_operator_associative("mss_max_u64", merge_max),
                 CF_LOGIN => o.set_merge_operator_associative("mss_login", merge_login),
+                CF_POL => o.set_merge_operator_associative("mss_sum_u64", merge_sum),
                 _ => {}
             }
             ColumnFamilyDescriptor::new(*name, o)
@@ -168,7 +179,14 @@ impl CaptureStore {
         let mut opts = super::base_options();
         opts.create_if_missing(false);
         opts.set_max_open_files(-1);
-        let db = DB::open_cf_descriptors_as_secondary(&opts, path, secondary_dir, cf_descriptors())
+        // Only the column families the primary has created (an older
+        // store may lack the newer ones: they read as empty).
+        let existing = DB::list_cf(&opts, path).unwrap_or_default();
+        let cfs: Vec<ColumnFamilyDescriptor> = cf_descriptors()
+            .into_iter()
+            .filter(|d| existing.is_empty() || existing.iter().any(|e| e == d.name()))
+            .collect();
+        let db = DB::open_cf_descriptors_as_secondary(&opts, path, secondary_dir, cfs)
             .map_err(|e| Error::store(path.display(), explain(&e)))?;
         db.try_catch_up_with_primary()
             .map_err(|e| Error::store(path.display(), explain(&e)))?;
@@ -205,6 +223,14 @@ impl CaptureStore {
     fn add_to_batch(&self, batch: &mut WriteBatch, r: &Record, cls: &Classifier) {
         match r {
             Record::Message(m) => self.add_message(batch, m, cls),
+            Record::Outside(o) => {
+                let month = Month::of(from_micros(o.time_us), &cls.tz);
+                let mut k = month.key().to_vec();
+                k.extend_from_slice(o.sender_domain.as_bytes());
+                k.push(0);
+                k.extend_from_slice(o.recipient_domain.as_bytes());
+                batch.merge_cf(self.cf(CF_POL), k, 1u64.to_be_bytes());
+            }
             Record::Login(l) => {
                 let month = Month::of(from_micros(l.time_us), &cls.tz);
                 batch.merge_cf(
@@ -266,6 +292,20 @@ impl CaptureStore {
     }
 
     /// Last message sent per operator BAL for `month`.
+    /// Recipients outside the Espace de Confiance, per (sender domain,
+    /// recipient domain), in `month`.
+    pub fn outside(&self, month: Month) -> Result<BTreeMap<(String, String), u64>> {
+        let mut out = BTreeMap::new();
+        self.scan(CF_POL, &month.key(), |k, v| {
+            let rest = &k[6..];
+            let mut parts = rest.splitn(2, |b| *b == 0);
+            let s = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+            let r = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+            *out.entry((s, r)).or_default() += read_u64(v);
+        })?;
+        Ok(out)
+    }
+
     pub fn sent(&self, month: Month) -> Result<BTreeMap<String, i64>> {
         self.last_per_bal(CF_SNT, month)
     }
@@ -303,6 +343,9 @@ impl CaptureStore {
     }
 
     fn scan(&self, cf: &str, prefix: &[u8], mut f: impl FnMut(&[u8], &[u8])) -> Result<()> {
+        if self.db.cf_handle(cf).is_none() {
+            return Ok(()); // not created yet by the primary (older store)
+        }
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(prefix_upper_bound(prefix));
         ro.fill_cache(false);
@@ -415,6 +458,11 @@ impl CaptureStore {
         for bal in self.received(month)?.into_keys() {
             if let Some(e) = domain_of(&bal).and_then(|d| per.get_mut(&d)) {
                 e.2.insert(bal);
+            }
+        }
+        for ((sender_domain, _), n) in self.outside(month)? {
+            if let Some(e) = per.get_mut(&sender_domain) {
+                e.0.outside_trust_space += n;
             }
         }
         let domains = per

@@ -33,6 +33,20 @@ enum Cmd {
     /// Login history from mail logs.
     #[command(subcommand)]
     Logins(LoginsCmd),
+    /// The ANS liste blanche copy of [policy].
+    #[command(subcommand)]
+    Listeblanche(ListeBlancheCmd),
+}
+
+#[derive(Subcommand)]
+enum ListeBlancheCmd {
+    /// Whether each address is inside the Espace de Confiance (exit 1 if any is not).
+    Check {
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+    /// Domains, operators, generation date, age of the copy.
+    Stats,
 }
 
 #[derive(Subcommand)]
@@ -161,6 +175,12 @@ fn main() {
                 } => mailbox::list(&args.config, domain.as_deref(), *unregistered, *json),
                 MailboxCmd::Show { bal, json } => mailbox::show(&args.config, bal, *json),
             }
+        }
+        Cmd::Listeblanche(ListeBlancheCmd::Check { addresses }) => {
+            mss_sidecar::admin::listeblanche(&args.config, Some(addresses))
+        }
+        Cmd::Listeblanche(ListeBlancheCmd::Stats) => {
+            mss_sidecar::admin::listeblanche(&args.config, None)
         }
         Cmd::Logins(LoginsCmd::Import { format, files }) => {
             mss_sidecar::backfill::import(&args.config, format, files)

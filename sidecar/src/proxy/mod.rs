@@ -43,6 +43,12 @@ pub struct ProxyContext {
 }
 
 impl ProxyContext {
+    /// Apply the liste blanche policy to this proxy's RCPTs.
+    pub fn with_policy(mut self, policy: Option<std::sync::Arc<crate::policy::Policy>>) -> Self {
+        self.limits.policy = policy;
+        self
+    }
+
     /// Build from configuration, loading TLS material.
     ///
     /// # Errors
@@ -290,6 +296,9 @@ async fn session(
                 write_client(&mut client, &mut gone, msg.as_bytes()).await;
                 return Err(format!("upstream write: {e}"));
             }
+        }
+        for (sd, rd, refused) in obs.take_outside() {
+            crate::policy::note(&ctx.capture, "proxy", sd, rd, refused);
         }
         for item in obs.take_client() {
             match item {

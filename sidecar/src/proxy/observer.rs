@@ -43,6 +43,8 @@ pub struct Limits {
     pub max_held: usize,
     /// Name in our own replies.
     pub hostname: String,
+    /// The liste blanche policy, if configured.
+    pub policy: Option<std::sync::Arc<crate::policy::Policy>>,
 }
 
 impl Default for Limits {
@@ -52,6 +54,7 @@ impl Default for Limits {
             max_recipients: 1000,
             max_held: 1 << 20,
             hostname: "mss-sidecar".into(),
+            policy: None,
         }
     }
 }
@@ -288,6 +291,11 @@ pub struct Observer {
     to_upstream: Vec<u8>,
     to_client: Vec<ClientItem>,
     closed: bool,
+    /// Envelope sender of the transaction being sent (client side).
+    mail_from: String,
+    /// Recipients outside the Espace de Confiance seen since the last
+    /// [`Observer::take_outside`]: (sender domain, recipient domain, refused).
+    outside: Vec<(String, String, bool)>,
 }
 
 #[derive(Debug)]
@@ -317,7 +325,14 @@ impl Observer {
             to_upstream: Vec::new(),
             to_client: Vec::new(),
             closed: false,
+            mail_from: String::new(),
+            outside: Vec::new(),
         }
+    }
+
+    /// Recipients outside the Espace de Confiance seen so far.
+    pub fn take_outside(&mut self) -> Vec<(String, String, bool)> {
+        std::mem::take(&mut self.outside)
     }
 
     /// Bytes to write to the upstream now.
@@ -450,19 +465,30 @@ impl Observer {
             Ok(Request::Mail { from }) => {
                 self.rcpts_sent = 0;
                 self.body = BodyStats::default();
+                self.mail_from = normalize_address(&from.address);
                 Pending::Mail {
-                    from: normalize_address(&from.address),
+                    from: self.mail_from.clone(),
                 }
             }
             Ok(Request::Rcpt { to }) => {
+                let rcpt = normalize_address(&to.address);
+                let outside = self
+                    .limits
+                    .policy
+                    .as_ref()
+                    .and_then(|p| p.outside(&self.mail_from, &rcpt).map(|o| (o, p.enforce)));
+                if let Some(((sd, rd), refuse)) = &outside {
+                    self.outside.push((sd.clone(), rd.clone(), *refuse));
+                }
                 if self.rcpts_sent >= self.limits.max_recipients {
                     forward = false;
                     Pending::Local(b"452 4.5.3 Too many recipients\r\n".to_vec())
+                } else if outside.as_ref().is_some_and(|(_, refuse)| *refuse) {
+                    forward = false;
+                    Pending::Local(format!("550 5.7.1 {}\r\n", crate::policy::REFUSAL).into_bytes())
                 } else {
                     self.rcpts_sent += 1;
-                    Pending::Rcpt {
-                        to: normalize_address(&to.address),
-                    }
+                    Pending::Rcpt { to: rcpt }
                 }
             }
             Ok(Request::Data) => Pending::Data,

@@ -1,0 +1,194 @@
+//! The liste blanche policy (`[policy]`): an operator BAL must not send to a
+//! mailbox outside the Espace de Confiance.
+//!
+//! When the envelope sender is on an operator domain and a recipient's domain
+//! is neither an operator domain, nor in the ANS liste blanche, nor in
+//! `policy.allow`, the recipient is *outside*: in `enforce` mode the RCPT is
+//! answered `550 5.7.1` (proxy: instead of forwarding it; milter: the
+//! recipient is rejected), in `report` mode it goes through. Both count it
+//! (`mss_outside_trust_space_total`, `mss-admin counts` → `outside_trust_space`)
+//! and log sender domain → recipient domain (never the full addresses).
+//!
+//! The list is reloaded when its file changes (checked every 10 s) and on
+//! SIGHUP, atomically (sessions keep the copy they started the RCPT with); a
+//! copy that does not parse, is empty, or loses more than
+//! `max_drop_percent` % of the domains is refused and the good one kept.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use mss_shared::config::{domain_of, Config, PolicyMode};
+use mss_shared::listeblanche::ListeBlanche;
+use mss_shared::Error;
+
+/// The reply to a refused recipient (French first: the users are French).
+pub const REFUSAL: &str = "Destinataire hors de l'Espace de Confiance MSSante (liste blanche) / Recipient outside the MSSante trust space";
+
+pub struct Policy {
+    path: PathBuf,
+    pub enforce: bool,
+    allow: HashSet<String>,
+    operator: HashSet<String>,
+    max_drop: u32,
+    list: RwLock<Arc<ListeBlanche>>,
+    mtime: Mutex<Option<SystemTime>>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("path", &self.path)
+            .field("enforce", &self.enforce)
+            .finish()
+    }
+}
+
+fn mtime(p: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+impl Policy {
+    /// From the configuration; `None` when `[policy]` is absent.
+    ///
+    /// # Errors
+    /// The list cannot be read or holds no domain (exit 2: the admin must
+    /// fix `policy.liste_blanche` before mail flows under a policy).
+    pub fn load(cfg: &Config) -> Result<Option<Arc<Policy>>, Error> {
+        let Some(p) = &cfg.policy else {
+            return Ok(None);
+        };
+        let list = ListeBlanche::load(&p.liste_blanche).map_err(|e| {
+            Error::Config(format!(
+                "key `policy.liste_blanche`: {}: {e}",
+                p.liste_blanche.display()
+            ))
+        })?;
+        tracing::info!(
+            domains = list.len(),
+            entries = list.entries,
+            generated = list.generated.as_deref().unwrap_or("?"),
+            mode = if p.mode == PolicyMode::Enforce {
+                "enforce"
+            } else {
+                "report"
+            },
+            "liste blanche loaded"
+        );
+        Ok(Some(Arc::new(Policy {
+            path: p.liste_blanche.clone(),
+            enforce: p.mode == PolicyMode::Enforce,
+            allow: p.allow.iter().cloned().collect(),
+            operator: cfg.operator.domains.iter().cloned().collect(),
+            max_drop: p.max_drop_percent,
+            list: RwLock::new(Arc::new(list)),
+            mtime: Mutex::new(mtime(&p.liste_blanche)),
+        })))
+    }
+
+    /// `Some((sender domain, recipient domain))` when this recipient is
+    /// outside the Espace de Confiance for this sender.
+    pub fn outside(&self, sender: &str, rcpt: &str) -> Option<(String, String)> {
+        let sd = domain_of(sender)?;
+        if !self.operator.contains(&sd) {
+            return None;
+        }
+        let rd = domain_of(rcpt)?;
+        if self.operator.contains(&rd) || self.allow.contains(&rd) {
+            return None;
+        }
+        let list = self.list.read().unwrap_or_else(|e| e.into_inner()).clone();
+        (!list.contains(&rd)).then_some((sd, rd))
+    }
+
+    /// Re-read the file; keep the current list if the new one is not
+    /// acceptable. Returns what happened, for the log.
+    pub fn reload(&self) -> Result<usize, String> {
+        *self.mtime.lock().unwrap_or_else(|e| e.into_inner()) = mtime(&self.path);
+        let new =
+            ListeBlanche::load(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        let cur = self.list.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if !cur.plausible_successor(&new, self.max_drop) {
+            return Err(format!(
+                "{}: {} domains instead of {}: more than policy.max_drop_percent = {} % lost, kept the previous list",
+                self.path.display(),
+                new.len(),
+                cur.len(),
+                self.max_drop
+            ));
+        }
+        let n = new.len();
+        *self.list.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+        Ok(n)
+    }
+
+    /// The current copy.
+    pub fn list(&self) -> Arc<ListeBlanche> {
+        self.list.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn changed(&self) -> bool {
+        let now = mtime(&self.path);
+        now.is_some() && now != *self.mtime.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn reload_logged(&self, why: &str) {
+        match self.reload() {
+            Ok(n) => tracing::info!(domains = n, "liste blanche reloaded ({why})"),
+            Err(e) => tracing::error!("liste blanche NOT reloaded ({why}): {e}"),
+        }
+    }
+
+    /// Reload on file change (polled) and on SIGHUP, until `stop`.
+    pub async fn watch(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(
+                    "SIGHUP handler: {e}; the liste blanche reloads on file change only"
+                );
+                None
+            }
+        };
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => if self.changed() { self.reload_logged("file changed") },
+                Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => self.reload_logged("SIGHUP"),
+                r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+            }
+        }
+    }
+}
+
+/// Count and log a recipient outside the Espace de Confiance, and keep it
+/// in the capture store for `mss-admin counts` (without delaying the
+/// session: the record goes through the writer in the background).
+pub fn note(
+    capture: &crate::capture::Capture,
+    frontend: &str,
+    sender_domain: String,
+    recipient_domain: String,
+    refused: bool,
+) {
+    capture
+        .metrics()
+        .outside
+        .inc(if refused { "refused" } else { "reported" });
+    tracing::info!(
+        frontend,
+        from = %sender_domain,
+        to = %recipient_domain,
+        "{} a recipient outside the Espace de Confiance",
+        if refused { "refused" } else { "reported" }
+    );
+    let rec = mss_shared::model::Record::Outside(mss_shared::model::OutsideRecord {
+        sender_domain,
+        recipient_domain,
+        time_us: jiff::Timestamp::now().as_microsecond(),
+        refused,
+    });
+    let c = capture.clone();
+    tokio::spawn(async move { c.commit(rec).await });
+}
