@@ -188,3 +188,267 @@ pub fn listeblanche(config: &Path, check: Option<&[String]>) -> Result<i32, Erro
         }
     }
 }
+
+/// `mss-admin checkpoint DIR`: consistent RocksDB checkpoints of both stores
+/// into `DIR/capture` and `DIR/registry` (hard links on the same filesystem).
+///
+/// The capture store's checkpoint needs its primary: when `mss-sidecar` holds
+/// it, a checkpoint through a secondary would miss the writes not yet flushed,
+/// so we refuse rather than produce an incomplete backup.
+pub fn checkpoint(config: &Path, dir: &Path) -> Result<i32, Error> {
+    let cfg = Config::load(config)?;
+    if dir.exists() {
+        return Err(Error::Usage(format!(
+            "{}: already exists; give a new directory",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::Usage(format!("{}: {e}", dir.display())))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+    let reg = RegistryStore::open(&cfg.store.registry_path)?;
+    reg.checkpoint(&dir.join("registry"))?;
+    println!("{}", dir.join("registry").display());
+    drop(reg);
+    let cap = CaptureStore::open(&cfg.store.capture_path).map_err(|e| match e {
+        Error::Store { path, reason } if reason.contains("already running") || reason.contains("LOCK") => Error::Store {
+            path,
+            reason: format!(
+                "{reason}; a complete checkpoint of the capture store needs it: stop mss-sidecar for the moment it takes (milter: Postfix accepts mail meanwhile; proxy: senders get 4xx and retry), or snapshot the filesystem"
+            ),
+        },
+        e => e,
+    })?;
+    cap.checkpoint(&dir.join("capture"))?;
+    println!("{}", dir.join("capture").display());
+    Ok(exit::OK)
+}
+
+fn dir_size(p: &Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Days until the first certificate of a PEM file expires (negative: expired).
+pub fn cert_days_left(pem_path: &Path) -> Result<i64, String> {
+    let data = std::fs::read(pem_path).map_err(|e| format!("{}: {e}", pem_path.display()))?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&data)
+        .map_err(|e| format!("{}: not a PEM certificate: {e}", pem_path.display()))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| format!("{}: unreadable certificate: {e}", pem_path.display()))?;
+    let not_after = cert.validity().not_after.timestamp();
+    Ok((not_after - jiff::Timestamp::now().as_second()).div_euclid(86_400))
+}
+
+#[derive(serde::Serialize)]
+struct Listener {
+    name: String,
+    address: String,
+    listening: bool,
+}
+
+#[derive(serde::Serialize)]
+struct Status {
+    listeners: Vec<Listener>,
+    capture_store_bytes: u64,
+    registry_store_bytes: u64,
+    last_captured_message: Option<String>,
+    last_login: Option<String>,
+    unregistered_bals: usize,
+    registered_bals: usize,
+    export_state: Vec<(String, serde_json::Value)>,
+    client_certificate_days_left: Option<i64>,
+    problems: Vec<String>,
+}
+
+/// `mss-admin status [--json]`: what an operator checks first. Exit 1 when
+/// something needs attention (nothing listening, certificate expiring within
+/// 30 days, store unreadable).
+pub fn status(config: &Path, json: bool) -> Result<i32, Error> {
+    let cfg = Config::load(config)?;
+    let tz = cfg.tz();
+    let mut problems = vec![];
+    let mut listeners = vec![];
+    let tcp = |a: &str| {
+        a.parse::<std::net::SocketAddr>().ok().is_some_and(|s| {
+            std::net::TcpStream::connect_timeout(&s, std::time::Duration::from_secs(1)).is_ok()
+        })
+    };
+    if let Some(p) = &cfg.proxy {
+        listeners.push(Listener {
+            name: "proxy".into(),
+            address: p.listen.clone(),
+            listening: tcp(&p.listen),
+        });
+    }
+    if let Some(m) = &cfg.milter {
+        let up = match mss_shared::config::ListenAddr::parse(&m.listen) {
+            Some(mss_shared::config::ListenAddr::Tcp(a)) => tcp(&a.to_string()),
+            Some(mss_shared::config::ListenAddr::Unix(p)) => {
+                std::os::unix::net::UnixStream::connect(p).is_ok()
+            }
+            None => false,
+        };
+        listeners.push(Listener {
+            name: "milter".into(),
+            address: m.listen.clone(),
+            listening: up,
+        });
+    }
+    if let Some(e) = &cfg.events {
+        if let Some(l) = &e.listen {
+            listeners.push(Listener {
+                name: "events".into(),
+                address: l.clone(),
+                listening: tcp(l),
+            });
+        }
+        if let Some(p) = &e.dict_socket {
+            listeners.push(Listener {
+                name: "dict".into(),
+                address: p.display().to_string(),
+                listening: std::os::unix::net::UnixStream::connect(p).is_ok(),
+            });
+        }
+    }
+    if let Some(m) = &cfg.metrics {
+        listeners.push(Listener {
+            name: "metrics".into(),
+            address: m.listen.clone(),
+            listening: tcp(&m.listen),
+        });
+    }
+    for l in &listeners {
+        if !l.listening {
+            problems.push(format!(
+                "{} ({}) is not listening: is mss-sidecar running?",
+                l.name, l.address
+            ));
+        }
+    }
+    let (mut last_msg, mut last_login) = (None::<i64>, None::<i64>);
+    let mut unregistered = 0;
+    match SecondaryCapture::open(&cfg) {
+        Ok(sec) => {
+            let now = Month::current(&tz);
+            for m in [now, now.prev()] {
+                last_msg = last_msg.max(sec.store.sent(m)?.into_values().max());
+                last_login =
+                    last_login.max(sec.store.logins(m)?.into_values().map(|(t, _)| t).max());
+            }
+        }
+        Err(e) => problems.push(format!("capture store: {e}")),
+    }
+    let reg = RegistryStore::open_read_only(&cfg.store.registry_path)?;
+    if problems.iter().all(|p| !p.starts_with("capture store")) {
+        unregistered = crate::mailbox::unregistered(&cfg, reg.as_ref())?.len();
+    }
+    let registered = match &reg {
+        Some(r) => r.list(None)?.len(),
+        None => 0,
+    };
+    let export_state = match &reg {
+        Some(r) => r.all_meta()?,
+        None => vec![],
+    };
+    let days = match cfg.sipil.as_ref().and_then(|s| s.client_cert.as_ref()) {
+        Some(p) => match cert_days_left(p) {
+            Ok(d) => {
+                if d < 30 {
+                    problems.push(format!(
+                        "client certificate {} expires in {d} day(s)",
+                        p.display()
+                    ));
+                }
+                Some(d)
+            }
+            Err(e) => {
+                problems.push(e);
+                None
+            }
+        },
+        None => None,
+    };
+    let fmt = |t: Option<i64>| {
+        t.map(|t| mss_shared::month::format_csv_date(mss_shared::month::from_micros(t), &tz))
+    };
+    let s = Status {
+        listeners,
+        capture_store_bytes: dir_size(&cfg.store.capture_path),
+        registry_store_bytes: dir_size(&cfg.store.registry_path),
+        last_captured_message: fmt(last_msg),
+        last_login: fmt(last_login),
+        unregistered_bals: unregistered,
+        registered_bals: registered,
+        export_state,
+        client_certificate_days_left: days,
+        problems,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s).expect("json"));
+    } else {
+        for l in &s.listeners {
+            println!(
+                "{:<8} {:<32} {}",
+                l.name,
+                l.address,
+                if l.listening {
+                    "listening"
+                } else {
+                    "NOT LISTENING"
+                }
+            );
+        }
+        println!(
+            "capture store      {} bytes ({})",
+            s.capture_store_bytes,
+            cfg.store.capture_path.display()
+        );
+        println!(
+            "registry store     {} bytes ({})",
+            s.registry_store_bytes,
+            cfg.store.registry_path.display()
+        );
+        println!(
+            "last message       {}",
+            s.last_captured_message
+                .as_deref()
+                .unwrap_or("none this month or last")
+        );
+        println!(
+            "last login         {}",
+            s.last_login.as_deref().unwrap_or("none this month or last")
+        );
+        println!("registered BALs    {}", s.registered_bals);
+        println!(
+            "unregistered BALs  {} (mss-admin mailbox list --unregistered)",
+            s.unregistered_bals
+        );
+        for (k, v) in &s.export_state {
+            println!("export {k:<11} {v}");
+        }
+        if let Some(d) = s.client_certificate_days_left {
+            println!("client cert        expires in {d} day(s)");
+        }
+        for p in &s.problems {
+            println!("PROBLEM: {p}");
+        }
+    }
+    Ok(if s.problems.is_empty() {
+        exit::OK
+    } else {
+        exit::UNEXPECTED
+    })
+}

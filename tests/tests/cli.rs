@@ -275,3 +275,82 @@ fn sigterm_lets_the_in_flight_transaction_finish_and_closes_idle_sessions_with_4
         )]
     );
 }
+
+/// `mss-admin status` while the daemon runs and after; `mss-admin checkpoint`
+/// refused while the sidecar holds the capture store, complete after.
+#[test]
+fn status_and_checkpoint() {
+    let pf = PostfixBuilder::new().start().expect("postfix");
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", Postfix::free_port());
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, config_text(dir.path(), &listen, &pf.addr(), "")).unwrap();
+    let mut d = start_daemon(&cfg);
+    wait_port(&listen);
+    let out = mss_tests::swaks::send(
+        &listen,
+        &format!("dr.a@{DOMAIN}"),
+        &["x@ext.test"],
+        &["--body", "hi"],
+    );
+    assert!(out.ok, "{}", out.transcript);
+    let admin = |args: &[&str]| {
+        let o = Command::new(bin("mss-admin"))
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = admin(&["status", "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(s["listeners"][0]["name"], "proxy");
+    assert_eq!(s["listeners"][0]["listening"], true);
+    assert!(s["last_captured_message"].is_string(), "{s}");
+    assert_eq!(
+        s["unregistered_bals"], 1,
+        "dr.a sent but is not registered: {s}"
+    );
+    assert!(s["capture_store_bytes"].as_u64().unwrap() > 0);
+
+    let ck = dir.path().join("backup");
+    let (code, _, err) = admin(&["checkpoint", ck.to_str().unwrap()]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("stop mss-sidecar"), "{err}");
+
+    unsafe_kill_term(d.0.id());
+    let t = Instant::now();
+    while d.0.try_wait().unwrap().is_none() {
+        assert!(t.elapsed() < Duration::from_secs(15));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, out, _) = admin(&["status"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("PROBLEM: proxy (") && out.contains("is not listening"),
+        "{out}"
+    );
+
+    let ck = dir.path().join("backup2");
+    let (code, out, err) = admin(&["checkpoint", ck.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("backup2/registry") && out.contains("backup2/capture"),
+        "{out}"
+    );
+    let back = mss_shared::store::capture::CaptureStore::open(&ck.join("capture")).unwrap();
+    let now = mss_shared::month::Month::current(&jiff::tz::TimeZone::get("Europe/Paris").unwrap());
+    let mut n = 0;
+    for m in [now.prev(), now] {
+        back.for_each_out(m, None, |_| n += 1).unwrap();
+    }
+    assert_eq!(n, 1);
+    let (code, _, err) = admin(&["checkpoint", ck.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "existing directory refused: {err}");
+}

@@ -306,6 +306,34 @@ impl RegistryStore {
         Ok(out)
     }
 
+    /// A consistent checkpoint into `dir` (must not exist).
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub fn checkpoint(&self, dir: &Path) -> Result<()> {
+        let c = rocksdb::checkpoint::Checkpoint::new(&self.db).map_err(|e| self.err(e))?;
+        c.create_checkpoint(dir)
+            .map_err(|e| self.err(format!("checkpoint into {}: {e}", dir.display())))
+    }
+
+    /// Every `meta` entry (name, JSON).
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub fn all_meta(&self) -> Result<Vec<(String, serde_json::Value)>> {
+        let mut out = vec![];
+        let Some(cf) = self.db.cf_handle(CF_META) else {
+            return Ok(out);
+        };
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if let Ok(j) = serde_json::from_slice(&v) {
+                out.push((String::from_utf8_lossy(&k).into_owned(), j));
+            }
+        }
+        Ok(out)
+    }
+
     fn cf(&self, n: &str) -> &rocksdb::ColumnFamily {
         self.db.cf_handle(n).expect("column family created at open")
     }

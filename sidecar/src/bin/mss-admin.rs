@@ -33,6 +33,13 @@ enum Cmd {
     /// Login history from mail logs.
     #[command(subcommand)]
     Logins(LoginsCmd),
+    /// Sidecar listeners, stores, last captured row, unregistered BALs, export state, certificate expiry.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Consistent RocksDB checkpoints of both stores into DIR (for backups).
+    Checkpoint { dir: PathBuf },
     /// The ANS liste blanche copy of [policy].
     #[command(subcommand)]
     Listeblanche(ListeBlancheCmd),
@@ -179,6 +186,8 @@ fn main() {
         Cmd::Listeblanche(ListeBlancheCmd::Check { addresses }) => {
             mss_sidecar::admin::listeblanche(&args.config, Some(addresses))
         }
+        Cmd::Status { json } => mss_sidecar::admin::status(&args.config, *json),
+        Cmd::Checkpoint { dir } => mss_sidecar::admin::checkpoint(&args.config, dir),
         Cmd::Listeblanche(ListeBlancheCmd::Stats) => {
             mss_sidecar::admin::listeblanche(&args.config, None)
         }
