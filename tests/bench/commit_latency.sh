@@ -18,7 +18,7 @@ trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "error: port $1 never opened" >&2; exit 1; }
 SINK=$(port); HAP=$(port); SIDE=$(port)
-/usr/sbin/smtp-sink -c 127.0.0.1:$SINK 256 & pids+=($!)
+/usr/sbin/smtp-sink -u nobody -c 127.0.0.1:$SINK 256 >/dev/null & pids+=($!)
 printf 'global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\nlisten smtp\n  bind 127.0.0.1:%s\n  server sink 127.0.0.1:%s\n' $HAP $SINK > "$W/haproxy.cfg"
 haproxy -q -f "$W/haproxy.cfg" & pids+=($!)
 printf '[operator]\ndomains = ["ch-bench.mssante.fr"]\nnode = "bench"\n[store]\ncapture_path = "%s/capture"\nregistry_path = "%s/registry"\n[proxy]\nlisten = "127.0.0.1:%s"\nupstream = "127.0.0.1:%s"\n' "$W" "$W" $SIDE $SINK > "$W/config.toml"

@@ -34,7 +34,7 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "error: port $1 never opened" >&2; exit 1; }
 
 SINK=$(port); HAP=$(port); SIDE=$(port)
-/usr/sbin/smtp-sink -c 127.0.0.1:$SINK 256 & pids+=($!)
+/usr/sbin/smtp-sink -u nobody -c 127.0.0.1:$SINK 256 >/dev/null & pids+=($!)
 cat > "$W/haproxy.cfg" <<CFG
 global
   maxconn 4096
