@@ -70,7 +70,10 @@ fn run(args: Args) -> Result<i32, Error> {
         Cmd::Run { month, now } => {
             let month = month.as_deref().map(Month::parse).transpose()?;
             let now = now
-                .map(|n| n.parse().map_err(|e| Error::Usage(format!("--now {n:?}: {e}"))))
+                .map(|n| {
+                    n.parse()
+                        .map_err(|e| Error::Usage(format!("--now {n:?}: {e}")))
+                })
                 .transpose()?;
             mss_exporter::run::run(&cfg, month, now)
         }

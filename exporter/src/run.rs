@@ -31,7 +31,10 @@ fn sipil_cfg(cfg: &Config) -> Result<&Sipil, Error> {
 }
 
 /// Short-lived registry access (other writers may need it between calls).
-fn with_reg<T>(cfg: &Config, f: impl FnOnce(&RegistryStore) -> Result<T, Error>) -> Result<T, Error> {
+fn with_reg<T>(
+    cfg: &Config,
+    f: impl FnOnce(&RegistryStore) -> Result<T, Error>,
+) -> Result<T, Error> {
     let reg = RegistryStore::open(&cfg.store.registry_path)?;
     f(&reg)
 }
@@ -155,12 +158,17 @@ fn check(cfg: &Config, paths: &[PathBuf]) -> Result<Vec<String>, Error> {
 /// Deposit one archive and record the answer in `rec`.
 fn deposit(client: &Client, s: &Sipil, rec: &mut MonthRecord, path: &Path) -> Result<(), Error> {
     let name = file_name(path);
-    let bytes = std::fs::read(path).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
     let sha256 = sipil::sha256_hex(&bytes);
     let answer = client.post_archive(&name, &bytes)?;
     let text = answer.text();
     let ok = (200..300).contains(&answer.status);
-    let id = if ok { sipil::deposit_id(s, &text) } else { None };
+    let id = if ok {
+        sipil::deposit_id(s, &text)
+    } else {
+        None
+    };
     rec.submissions.push(Submission {
         file: name.clone(),
         sha256: sha256.clone(),
@@ -345,7 +353,8 @@ fn code_of(st: State) -> i32 {
 /// `mss-export report --month`: read the report of every current deposit.
 pub fn report(cfg: &Config, month: Month) -> Result<i32, Error> {
     let s = sipil_cfg(cfg)?;
-    let mut rec = load(cfg, month)?.filter(|r| r.submissions.iter().any(|x| x.deposit_id.is_some()));
+    let mut rec =
+        load(cfg, month)?.filter(|r| r.submissions.iter().any(|x| x.deposit_id.is_some()));
     let Some(rec) = rec.as_mut() else {
         return Err(Error::Usage(format!(
             "nothing deposited for {month}: run `mss-export submit --month {month}` first"
@@ -369,8 +378,14 @@ impl Deadline {
         let date = jiff::civil::Date::new(due.year, due.month, s.deadline_day as i8)
             .unwrap_or_else(|_| due.first_day());
         let today = now.to_zoned(tz.clone()).date();
-        let days_left = (date.to_zoned(jiff::tz::TimeZone::UTC).map(|z| z.timestamp().as_second()).unwrap_or(0)
-            - today.to_zoned(jiff::tz::TimeZone::UTC).map(|z| z.timestamp().as_second()).unwrap_or(0))
+        let days_left = (date
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .map(|z| z.timestamp().as_second())
+            .unwrap_or(0)
+            - today
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .map(|z| z.timestamp().as_second())
+                .unwrap_or(0))
             / 86_400;
         Deadline { date, days_left }
     }
@@ -575,7 +590,10 @@ mod tests {
         let m = Month::parse("2026-01").unwrap();
         assert!(is_month_archive("202601_IndicateursMSSante.zip", m));
         assert!(is_month_archive("202601_IndicateursMSSante_1-2.zip", m));
-        assert!(!is_month_archive("202601_IndicateursMSSante.zip.invalid", m));
+        assert!(!is_month_archive(
+            "202601_IndicateursMSSante.zip.invalid",
+            m
+        ));
         assert!(!is_month_archive("202602_IndicateursMSSante.zip", m));
         assert!(!is_month_archive("202601_IndicateursMSSante_x.zip", m));
     }

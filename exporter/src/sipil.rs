@@ -76,7 +76,8 @@ fn cfg_err(key: &str, why: impl std::fmt::Display) -> Error {
 }
 
 fn required<'a>(key: &str, v: &'a Option<std::path::PathBuf>) -> Result<&'a Path, Error> {
-    v.as_deref().ok_or_else(|| cfg_err(key, "not set: needed to reach SIPIL over mutual TLS"))
+    v.as_deref()
+        .ok_or_else(|| cfg_err(key, "not set: needed to reach SIPIL over mutual TLS"))
 }
 
 /// The rustls configuration for SIPIL: client certificate, trusted CAs.
@@ -275,7 +276,9 @@ fn der_time(tag: u8, v: &[u8]) -> Option<Timestamp> {
         0,
     )
     .ok()?;
-    dt.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp())
+    dt.to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
 }
 
 /// (notBefore, notAfter) of an X.509 certificate.
@@ -320,6 +323,9 @@ fn describe(e: &reqwest::Error, s: &Sipil, url: &str) -> CallError {
     }
     chain.dedup();
     let detail = chain.join(": ");
+    if tls.is_none() {
+        tls = tls_hint_from_text(&detail, s);
+    }
     if let Some(hint) = tls {
         return CallError {
             message: format!("{url}: TLS handshake failed: {hint} ({detail})"),
@@ -329,7 +335,9 @@ fn describe(e: &reqwest::Error, s: &Sipil, url: &str) -> CallError {
     let lower = detail.to_ascii_lowercase();
     if e.is_timeout() {
         return CallError {
-            message: format!("{url}: timed out (sipil.timeout_secs / connect_timeout_secs): {detail}"),
+            message: format!(
+                "{url}: timed out (sipil.timeout_secs / connect_timeout_secs): {detail}"
+            ),
             transient: true,
         };
     }
@@ -347,6 +355,38 @@ fn describe(e: &reqwest::Error, s: &Sipil, url: &str) -> CallError {
         message: format!("{url}: {detail}{hint}"),
         transient: true,
     }
+}
+
+/// When the rustls error is not reachable through `source()` (boxed by a
+/// layer), recognise its text.
+fn tls_hint_from_text(detail: &str, s: &Sipil) -> Option<String> {
+    use rustls::{AlertDescription as A, CertificateError as C, Error as R};
+    if let Some(rest) = detail.split("invalid peer certificate: ").nth(1) {
+        let e = match rest.split([' ', ')', ':']).next().unwrap_or("") {
+            "UnknownIssuer" => R::InvalidCertificate(C::UnknownIssuer),
+            "BadSignature" => R::InvalidCertificate(C::BadSignature),
+            "Expired" => R::InvalidCertificate(C::Expired),
+            "NotValidForName" => R::InvalidCertificate(C::NotValidForName),
+            _ => return Some(format!("the server certificate is refused: {rest}")),
+        };
+        return Some(tls_hint(&e, s));
+    }
+    if let Some(rest) = detail.split("received fatal alert: ").nth(1) {
+        let name = rest.split([' ', ')', ':']).next().unwrap_or("");
+        let alert = match name {
+            "BadCertificate" => A::BadCertificate,
+            "UnknownCA" => A::UnknownCA,
+            "CertificateRequired" => A::CertificateRequired,
+            "CertificateUnknown" => A::CertificateUnknown,
+            "AccessDenied" => A::AccessDenied,
+            "CertificateExpired" => A::CertificateExpired,
+            "CertificateRevoked" => A::CertificateRevoked,
+            "UnsupportedCertificate" => A::UnsupportedCertificate,
+            _ => return Some(format!("the server sent the alert {name}")),
+        };
+        return Some(tls_hint(&R::AlertReceived(alert), s));
+    }
+    None
 }
 
 fn tls_hint(e: &rustls::Error, s: &Sipil) -> String {
@@ -442,11 +482,7 @@ impl Client {
             });
             let failure = match res {
                 Ok(a) if a.status >= 500 => CallError {
-                    message: format!(
-                        "{url}: HTTP {}: {}",
-                        a.status,
-                        excerpt(&a.text())
-                    ),
+                    message: format!("{url}: HTTP {}: {}", a.status, excerpt(&a.text())),
                     transient: true,
                 },
                 Ok(a) => return Ok(a),
@@ -627,7 +663,10 @@ mod tests {
         let s = sipil("");
         for (text, want) in [
             ("Dépôt accepté", Verdict::Accepted),
-            ("Fichier intégré avec succès, 0 erreur bloquante", Verdict::Accepted),
+            (
+                "Fichier intégré avec succès, 0 erreur bloquante",
+                Verdict::Accepted,
+            ),
             ("STATUS=OK", Verdict::Accepted),
             ("Traitement en cours", Verdict::Pending),
             ("validation en attente", Verdict::Pending),
@@ -642,7 +681,10 @@ mod tests {
 
     #[test]
     fn deposit_id_default_and_regex() {
-        assert_eq!(deposit_id(&sipil(""), "  DEP-42\n").as_deref(), Some("DEP-42"));
+        assert_eq!(
+            deposit_id(&sipil(""), "  DEP-42\n").as_deref(),
+            Some("DEP-42")
+        );
         assert_eq!(deposit_id(&sipil(""), " \n"), None);
         let s = sipil("deposit_id_regex = '<id>(\\w+)</id>'\n");
         assert_eq!(deposit_id(&s, "<r><id>A1</id></r>").as_deref(), Some("A1"));

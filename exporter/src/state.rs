@@ -101,7 +101,10 @@ pub struct MonthRecord {
 }
 
 pub fn now_string() -> String {
-    Timestamp::now().round(jiff::Unit::Second).unwrap_or(Timestamp::now()).to_string()
+    Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or(Timestamp::now())
+        .to_string()
 }
 
 impl MonthRecord {
@@ -127,7 +130,10 @@ impl MonthRecord {
 
     /// The latest report of a deposit.
     pub fn report_of(&self, deposit_id: &str) -> Option<&Report> {
-        self.reports.iter().rev().find(|r| r.deposit_id == deposit_id)
+        self.reports
+            .iter()
+            .rev()
+            .find(|r| r.deposit_id == deposit_id)
     }
 
     /// True when this archive content was accepted once (by any deposit).
@@ -143,7 +149,8 @@ impl MonthRecord {
             return Some(Verdict::Accepted);
         }
         let dep = self.deposit_of(sha256)?;
-        self.report_of(dep.deposit_id.as_deref()?).map(|r| r.verdict)
+        self.report_of(dep.deposit_id.as_deref()?)
+            .map(|r| r.verdict)
     }
 
     /// Derive the state from archives, deposits and reports. `validated` is

@@ -324,7 +324,10 @@ impl Sipil {
             ("sipil.report_id_param", &self.report_id_param),
         ] {
             if v.is_empty() || v.bytes().any(|b| b.is_ascii_control() || b == b'"') {
-                return bad(key, format!("{v:?} must be a non-empty name without quotes"));
+                return bad(
+                    key,
+                    format!("{v:?} must be a non-empty name without quotes"),
+                );
             }
         }
         if let Some(r) = &self.deposit_id_regex {
