@@ -36,11 +36,48 @@ enum Cmd {
     },
     /// Check a ZIP or CSV file against the ANS format; list every problem (exit 1 if any).
     Validate { path: PathBuf },
+    /// Deposit the month's archive(s) to SIPIL (built first when absent).
+    Submit {
+        #[arg(long)]
+        month: String,
+    },
+    /// Fetch, record and print the deposit report(s) of the month (exit 0 accepted, 6 pending, 7 rejected).
+    Report {
+        #[arg(long)]
+        month: String,
+    },
+    /// The timer's entry point: deliver the previous month until accepted (exit codes: README).
+    Run {
+        /// Another month than the previous one (catching up).
+        #[arg(long)]
+        month: Option<String>,
+        /// Pretend the current time is this RFC 3339 instant (tests, rehearsals).
+        #[arg(long, hide = true)]
+        now: Option<String>,
+    },
+    /// The months delivered, their states and last reports.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn run(args: Args) -> Result<i32, Error> {
     let cfg = Config::load(&args.config)?;
     match args.cmd {
+        Cmd::Submit { month } => mss_exporter::run::submit(&cfg, Month::parse(&month)?),
+        Cmd::Report { month } => mss_exporter::run::report(&cfg, Month::parse(&month)?),
+        Cmd::Run { month, now } => {
+            let month = month.as_deref().map(Month::parse).transpose()?;
+            let now = now
+                .map(|n| {
+                    n.parse()
+                        .map_err(|e| Error::Usage(format!("--now {n:?}: {e}")))
+                })
+                .transpose()?;
+            mss_exporter::run::run(&cfg, month, now)
+        }
+        Cmd::Status { json } => mss_exporter::run::status(&cfg, json),
         Cmd::Build { month, out, json } => {
             let month = Month::parse(&month)?;
             let sec = tempfile::Builder::new()
@@ -102,7 +139,7 @@ fn run(args: Args) -> Result<i32, Error> {
                     println!("{p}");
                 }
                 eprintln!("error: {}: {} problem(s)", path.display(), problems.len());
-                Ok(exit::UNEXPECTED)
+                Ok(exit::INVALID)
             }
         }
     }

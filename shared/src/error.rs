@@ -17,6 +17,9 @@ pub enum Error {
     /// A listener cannot be bound.
     #[error("{0}")]
     Bind(String),
+    /// The SIPIL web service (TLS, network, HTTP status, response) failed.
+    #[error("{0}")]
+    Remote(String),
     /// Anything else, with context.
     #[error("{0}")]
     Other(String),
@@ -29,6 +32,7 @@ impl Error {
             Error::Config(_) | Error::Usage(_) => exit::CONFIG,
             Error::Store { .. } => exit::STORE,
             Error::Bind(_) => exit::BIND,
+            Error::Remote(_) => exit::SIPIL,
             Error::Other(_) => exit::UNEXPECTED,
         }
     }

@@ -12,3 +12,18 @@ pub const CONFIG: i32 = 2;
 pub const STORE: i32 = 3;
 /// A listener cannot be bound (address in use, permission denied).
 pub const BIND: i32 = 4;
+/// `mss-export validate` (or a build's own check) found problems in the files.
+pub const INVALID: i32 = 5;
+/// `mss-export run`/`report`: deposited, the report is not final yet (or could
+/// not be fetched yet): the timer tries again later. Not a failure before the
+/// deadline warning window.
+pub const PENDING: i32 = 6;
+/// `mss-export run`/`report`: the deposit report shows blocking errors and a
+/// rebuild gives the same archive: fix the data or the mailbox registry.
+pub const REJECTED: i32 = 7;
+/// `mss-export run`: past `sipil.deadline_day` of the month and the previous
+/// month's figures are not accepted.
+pub const DEADLINE: i32 = 8;
+/// The SIPIL web service could not be used: TLS handshake refused, network
+/// error or timeout, HTTP error status, response without a deposit id.
+pub const SIPIL: i32 = 9;

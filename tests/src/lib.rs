@@ -5,9 +5,11 @@
 //! - [`swaks`]: the swaks client.
 //! - [`smtp`]: a raw SMTP client for exact bytes and pipelining.
 //! - [`sidecar`]: the proxy in-process, the binaries, reading captured rows.
+//! - [`sipil`]: a local mTLS SIPIL server and its test PKI (rcgen).
 
 pub mod dovecot;
 pub mod postfix;
 pub mod sidecar;
+pub mod sipil;
 pub mod smtp;
 pub mod swaks;

@@ -677,7 +677,7 @@ fn validate_reports_each_kind_of_defect() {
             assert_eq!(code, 0, "{name}: {stdout}{stderr}");
             assert!(stdout.contains("valid"), "{stdout}");
         } else {
-            assert_eq!(code, 1, "case {i} {want}: {stdout}{stderr}");
+            assert_eq!(code, 5, "case {i} {want}: {stdout}{stderr}");
             assert!(
                 stdout.contains(&format!("{name}{want}")) || stdout.contains(want),
                 "case {i}: {want} not in {stdout}"
@@ -701,7 +701,7 @@ fn validate_reports_each_kind_of_defect() {
         z.finish().unwrap();
     }
     let (code, stdout, _) = export(&s, &["validate", zpath.to_str().unwrap()]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 5);
     assert!(stdout.contains("files must be at the root"), "{stdout}");
     assert!(
         stdout.contains("202603_EchangesMSSante_ch-a.mssante.fr.csv:1: header must be exactly"),
@@ -709,11 +709,11 @@ fn validate_reports_each_kind_of_defect() {
     );
     let small = setup("max_archive_bytes = 100");
     let (code, stdout, _) = export(&small, &["validate", zpath.to_str().unwrap()]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 5);
     assert!(stdout.contains("more than the 100 allowed"), "{stdout}");
     let junk = dir.join("junk.zip");
     std::fs::write(&junk, b"PK not really").unwrap();
     let (code, stdout, _) = export(&s, &["validate", junk.to_str().unwrap()]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 5);
     assert!(stdout.contains("not a readable ZIP archive"), "{stdout}");
 }

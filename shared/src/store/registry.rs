@@ -404,6 +404,36 @@ impl RegistryStore {
             .map_err(|e| self.err(e))
     }
 
+    /// Every meta entry whose name starts with `prefix`, in name order.
+    pub fn list_meta(&self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>> {
+        let mode = IteratorMode::From(prefix.as_bytes(), rocksdb::Direction::Forward);
+        let mut out = vec![];
+        for item in self.db.iterator_cf(self.cf(CF_META), mode) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if !k.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            let name = String::from_utf8_lossy(&k).into_owned();
+            let value = serde_json::from_slice(&v).map_err(|e| self.err(format!("{name}: {e}")))?;
+            out.push((name, value));
+        }
+        Ok(out)
+    }
+
+    /// Write a meta entry with a synced write (records that must survive a crash).
+    pub fn put_meta_synced(&self, name: &str, value: &serde_json::Value) -> Result<()> {
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        self.db
+            .put_cf_opt(
+                self.cf(CF_META),
+                name,
+                serde_json::to_vec(value).expect("json"),
+                &wo,
+            )
+            .map_err(|e| self.err(e))
+    }
+
     pub fn get_meta(&self, name: &str) -> Result<Option<serde_json::Value>> {
         Ok(self
             .db
