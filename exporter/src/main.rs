@@ -11,7 +11,7 @@ use mss_shared::{exit, Error};
 
 /// mss-export: build, validate (and, later, submit) the monthly MSSanté indicators archive.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(name = "mss-export", version, about)]
 struct Args {
     /// Configuration file.
     #[arg(long, global = true, env = "MSS_CONFIG", default_value = mss_shared::config::DEFAULT_PATH)]

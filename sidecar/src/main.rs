@@ -5,7 +5,7 @@ use clap::Parser;
 /// mss-sidecar: capture MSSanté exchange and login statistics inline
 /// (SMTP proxy and milter front ends), for the monthly ANS indicators.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(name = "mss-sidecar", version, about)]
 struct Args {
     /// Configuration file.
     #[arg(long, env = "MSS_CONFIG", default_value = mss_shared::config::DEFAULT_PATH)]

@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 
 /// mss-admin: inspect what mss-sidecar captured and manage the mailbox registry.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(name = "mss-admin", version, about)]
 struct Args {
     /// Configuration file.
     #[arg(long, global = true, env = "MSS_CONFIG", default_value = mss_shared::config::DEFAULT_PATH)]
