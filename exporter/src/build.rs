@@ -5,13 +5,20 @@
 //! a deflated ZIP entry (bounded memory whatever the volume), then the
 //! entries are raw-copied (no recompression) into archives of at most
 //! `export.max_archive_bytes`, split at file boundaries.
+//!
+//! Deflate runs on its own thread ([`ZipPipe`]): the reading/formatting
+//! thread hands it 256 KiB chunks through a bounded channel, so the two
+//! halves of the work use two cores and memory stays bounded.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use mss_shared::config::{domain_of, Config};
-use mss_shared::month::{format_csv_date, from_micros, Month};
+use mss_shared::month::{format_csv_date, from_micros, CsvDates, Month};
 use mss_shared::store::capture::CaptureStore;
 use mss_shared::store::registry::{BalType, Mailbox, RegistryStore};
 use mss_shared::Error;
@@ -19,6 +26,134 @@ use serde::Serialize;
 use zip::write::SimpleFileOptions;
 
 use crate::validate::{self, Rules, CONNEXIONS_HEADER, ECHANGES_HEADER};
+
+/// What the formatting thread sends the compression thread.
+enum Chunk {
+    Start(String),
+    Data(Vec<u8>),
+}
+
+const CHUNK: usize = 256 * 1024;
+
+/// A ZIP archive written by a compression thread: `start_file` then
+/// `Write` the entry's bytes; `finish` waits for the thread and returns its
+/// first error, if any (a write after the thread failed returns that error).
+struct ZipPipe {
+    tx: Option<SyncSender<Chunk>>,
+    buf: Vec<u8>,
+    failed: Arc<Mutex<Option<String>>>,
+    thread: Option<JoinHandle<Result<(), Error>>>,
+}
+
+impl ZipPipe {
+    fn create(path: &Path) -> Result<Self, Error> {
+        let file = std::fs::File::create(path).map_err(io_err(path.display()))?;
+        let (tx, rx) = sync_channel::<Chunk>(8);
+        let failed = Arc::new(Mutex::new(None));
+        let seen = Arc::clone(&failed);
+        let where_ = path.display().to_string();
+        let thread = std::thread::Builder::new()
+            .name("deflate".into())
+            .spawn(move || {
+                let run = || -> Result<(), Error> {
+                    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
+                    let opts = SimpleFileOptions::default()
+                        .compression_method(zip::CompressionMethod::Deflated)
+                        .compression_level(Some(6))
+                        .large_file(false);
+                    let mut current = where_.clone();
+                    for chunk in rx {
+                        match chunk {
+                            Chunk::Start(name) => {
+                                zip.start_file(&name, opts).map_err(zip_err(&name))?;
+                                current = name;
+                            }
+                            Chunk::Data(d) => zip.write_all(&d).map_err(io_err(&current))?,
+                        }
+                    }
+                    let mut inner = zip.finish().map_err(zip_err(&where_))?;
+                    inner.flush().map_err(io_err(&where_))
+                };
+                let r = run();
+                if let Err(e) = &r {
+                    *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                }
+                r
+            })
+            .map_err(|e| Error::Other(format!("cannot start the compression thread: {e}")))?;
+        Ok(ZipPipe {
+            tx: Some(tx),
+            buf: Vec::with_capacity(CHUNK),
+            failed,
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&mut self, c: Chunk) -> std::io::Result<()> {
+        let sent = self.tx.as_ref().map(|tx| tx.send(c).is_ok());
+        if sent == Some(true) {
+            return Ok(());
+        }
+        let why = self
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Err(std::io::Error::other(
+            why.unwrap_or_else(|| "the compression thread stopped".into()),
+        ))
+    }
+
+    fn send_buf(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.send(Chunk::Data(full))
+    }
+
+    fn start_file(&mut self, name: &str) -> Result<(), Error> {
+        self.send_buf()
+            .and_then(|()| self.send(Chunk::Start(name.to_string())))
+            .map_err(io_err(name))
+    }
+
+    fn finish(mut self) -> Result<(), Error> {
+        let flushed = self.send_buf();
+        self.tx = None;
+        let joined = self
+            .thread
+            .take()
+            .expect("finish once")
+            .join()
+            .unwrap_or_else(|_| Err(Error::Other("the compression thread panicked".into())));
+        joined?;
+        flushed.map_err(io_err("archive"))
+    }
+}
+
+impl Write for ZipPipe {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= CHUNK {
+            self.send_buf()?;
+        }
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ZipPipe {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
 
 /// `1900-01-01 00:00:00`: last connection unknown (SPEC.md).
 pub const UNKNOWN_DATE: &str = "1900-01-01 00:00:00";
@@ -175,12 +310,9 @@ pub fn build_with_progress(
     logins_this_month.extend(reg.imported_logins(month)?.into_keys());
 
     let tmp_path = out_dir.join(format!(".{}-build.zip.tmp", month.compact()));
-    let tmp = std::fs::File::create(&tmp_path).map_err(io_err(tmp_path.display()))?;
-    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(tmp));
-    let opts = SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
-        .compression_level(Some(6))
-        .large_file(false);
+    let mut zip = ZipPipe::create(&tmp_path)?;
+    let mut dates = CsvDates::new(tz.clone());
+    let mut sizes = itoa::Buffer::new();
     let mut domains = cfg.operator.domains.clone();
     domains.sort();
     let mut reports = vec![];
@@ -204,7 +336,7 @@ pub fn build_with_progress(
 
         // Echanges: one contiguous range of the month, already in (date, MAIL_ID) order.
         let name = format!("{}_EchangesMSSante_{domain}.csv", month.compact());
-        zip.start_file(&name, opts).map_err(zip_err(&name))?;
+        zip.start_file(&name)?;
         let mut w = csv_writer(&mut zip, cfg);
         w.write_record(ECHANGES_HEADER)
             .map_err(|e| Error::Other(format!("{name}: {e}")))?;
@@ -216,9 +348,16 @@ pub fn build_with_progress(
                 skipped += 1;
                 return;
             }
-            let size = r.size.to_string();
-            let date = format_csv_date(from_micros(r.time_us), &tz);
-            if let Err(e) = w.write_record([&r.mail_id, &r.sender, &r.recipient, &date, &size]) {
+            let size = sizes.format(r.size);
+            let date = dates.format(from_micros(r.time_us));
+            let row: [&[u8]; 5] = [
+                r.mail_id.as_bytes(),
+                r.sender.as_bytes(),
+                r.recipient.as_bytes(),
+                date.as_bytes(),
+                size.as_bytes(),
+            ];
+            if let Err(e) = w.write_record(row) {
                 werr.get_or_insert(e);
             }
             rows += 1;
@@ -249,7 +388,7 @@ pub fn build_with_progress(
             }
         }
         let name = format!("{}_ConnexionsMSSante_{domain}.csv", month.compact());
-        zip.start_file(&name, opts).map_err(zip_err(&name))?;
+        zip.start_file(&name)?;
         let mut w = csv_writer(&mut zip, cfg);
         w.write_record(CONNEXIONS_HEADER)
             .map_err(|e| Error::Other(format!("{name}: {e}")))?;
@@ -268,7 +407,7 @@ pub fn build_with_progress(
             excluded: why_excluded,
         });
     }
-    zip.finish().map_err(zip_err(tmp_path.display()))?;
+    zip.finish()?;
 
     let archives = split(&tmp_path, out_dir, month, cfg.export.max_archive_bytes)?;
     let _ = std::fs::remove_file(&tmp_path);

@@ -347,35 +347,78 @@ pub fn check_path(path: &Path, rules: &Rules) -> std::io::Result<Vec<String>> {
     if zip.is_empty() {
         problems.push(format!("{name}: empty archive"));
     }
+    // Names first (headers only, no decompression), then the CSV checks of
+    // the entries on up to 4 threads, each with its own handle on the file;
+    // problems are reported in entry order whatever thread found them.
     let mut names = std::collections::HashSet::new();
+    let mut found: Vec<Vec<String>> = vec![];
+    let mut todo: Vec<(usize, String)> = vec![];
     for i in 0..zip.len() {
-        let mut entry = match zip.by_index(i) {
-            Ok(e) => e,
-            Err(e) => {
-                problems.push(format!("{name}: entry {i}: {e}"));
-                continue;
-            }
-        };
-        let en = match entry.name() {
-            Ok(n) => n.into_owned(),
-            Err(e) => {
-                problems.push(format!("{name}: entry {i}: unreadable name: {e}"));
-                continue;
-            }
-        };
-        if en.contains('/') || en.contains('\\') {
-            problems.push(format!(
+        let mut here = vec![];
+        match zip
+            .by_index_raw(i)
+            .map(|e| e.name().map(|n| n.into_owned()))
+        {
+            Err(e) => here.push(format!("{name}: entry {i}: {e}")),
+            Ok(Err(e)) => here.push(format!("{name}: entry {i}: unreadable name: {e}")),
+            Ok(Ok(en)) if en.contains('/') || en.contains('\\') => here.push(format!(
                 "{name}: {en}: files must be at the root of the archive"
-            ));
-            continue;
+            )),
+            Ok(Ok(en)) => {
+                if !names.insert(en.clone()) {
+                    here.push(format!("{name}: {en}: present twice"));
+                }
+                todo.push((found.len(), en));
+            }
         }
-        if !names.insert(en.clone()) {
-            problems.push(format!("{name}: {en}: present twice"));
-        }
-        if let Err(e) = check_csv(&en, &mut entry, rules, &mut problems) {
-            problems.push(format!("{name}: {en}: unreadable: {e}"));
+        found.push(here);
+    }
+    drop(zip);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4)
+        .min(todo.len().max(1));
+    let checked: Vec<std::io::Result<Vec<(usize, Vec<String>)>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let (todo, next, name) = (&todo, &next, &name);
+                s.spawn(move || -> std::io::Result<Vec<(usize, Vec<String>)>> {
+                    let f = std::fs::File::open(path)?;
+                    let mut z = zip::ZipArchive::new(f).map_err(std::io::Error::other)?;
+                    let mut out = vec![];
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((i, en)) = todo.get(k) else { break };
+                        let mut p = vec![];
+                        match z.by_index(*i) {
+                            Ok(mut entry) => {
+                                if let Err(e) = check_csv(en, &mut entry, rules, &mut p) {
+                                    p.push(format!("{name}: {en}: unreadable: {e}"));
+                                }
+                            }
+                            Err(e) => p.push(format!("{name}: entry {i}: {e}")),
+                        }
+                        out.push((*i, p));
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("a check thread panicked")))
+            })
+            .collect()
+    });
+    for r in checked {
+        for (i, p) in r? {
+            found[i].extend(p);
         }
     }
+    problems.extend(found.into_iter().flatten());
     Ok(problems)
 }
 

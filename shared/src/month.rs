@@ -133,6 +133,94 @@ pub fn format_csv_date(ts: Timestamp, tz: &TimeZone) -> String {
     )
 }
 
+/// [`format_csv_date`] for many instants in a row (the exporter's hot loop):
+/// the civil time of the current UTC hour is computed once and reused while
+/// the zone keeps one offset over that whole hour, and the text is written
+/// into a reused buffer. Same output as [`format_csv_date`] for every
+/// instant (tested across DST changes and half-hour zones).
+pub struct CsvDates {
+    tz: TimeZone,
+    hour: i64,
+    /// Civil time at the start of `hour`, when the offset is constant over it.
+    base: Option<DateTime>,
+    buf: String,
+}
+
+impl CsvDates {
+    pub fn new(tz: TimeZone) -> Self {
+        CsvDates {
+            tz,
+            hour: i64::MIN,
+            base: None,
+            buf: String::with_capacity(19),
+        }
+    }
+
+    pub fn format(&mut self, ts: Timestamp) -> &str {
+        let secs = ts.as_second();
+        let hour = secs.div_euclid(3600);
+        if hour != self.hour {
+            self.hour = hour;
+            self.base = match (
+                Timestamp::from_second(hour * 3600),
+                Timestamp::from_second(hour * 3600 + 3599),
+            ) {
+                (Ok(a), Ok(b)) if self.tz.to_offset(a) == self.tz.to_offset(b) => {
+                    Some(self.tz.to_datetime(a))
+                }
+                _ => None,
+            };
+        }
+        let within = secs.rem_euclid(3600);
+        let fields = match self.base {
+            Some(b) if i64::from(b.minute()) * 60 + i64::from(b.second()) + within < 3600 => {
+                let t = i64::from(b.minute()) * 60 + i64::from(b.second()) + within;
+                (
+                    i64::from(b.year()),
+                    i64::from(b.month()),
+                    i64::from(b.day()),
+                    i64::from(b.hour()),
+                    t / 60,
+                    t % 60,
+                )
+            }
+            _ => {
+                let d = self.tz.to_datetime(ts);
+                (
+                    i64::from(d.year()),
+                    i64::from(d.month()),
+                    i64::from(d.day()),
+                    i64::from(d.hour()),
+                    i64::from(d.minute()),
+                    i64::from(d.second()),
+                )
+            }
+        };
+        let (y, mo, d, h, mi, s) = fields;
+        self.buf.clear();
+        if !(0..=9999).contains(&y) {
+            self.buf.push_str(&format_csv_date(ts, &self.tz));
+            return &self.buf;
+        }
+        let mut push = |v: i64, width: u32, sep: Option<char>| {
+            for p in (0..width).rev() {
+                let digit = (v / 10i64.pow(p)) % 10;
+                self.buf.push(char::from(b'0' + digit as u8));
+            }
+            if let Some(c) = sep {
+                self.buf.push(c);
+            }
+        };
+        push(y, 4, Some('-'));
+        push(mo, 2, Some('-'));
+        push(d, 2, Some(' '));
+        push(h, 2, Some(':'));
+        push(mi, 2, Some(':'));
+        push(s, 2, None);
+        &self.buf
+    }
+}
+
 /// UTC microseconds since the epoch, the stored form of every instant.
 pub fn to_micros(ts: Timestamp) -> i64 {
     ts.as_microsecond()
@@ -149,6 +237,28 @@ pub fn now_in(tz: &TimeZone) -> Zoned {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn csv_dates_match_format_csv_date_everywhere() {
+        // Paris (both DST changes), a half-hour zone, a zone whose DST shift
+        // is 30 minutes, UTC; every 7 minutes 13 s over two years, plus the
+        // seconds around each hour boundary.
+        for name in ["Europe/Paris", "Asia/Kolkata", "Australia/Lord_Howe", "UTC"] {
+            let tz = TimeZone::get(name).unwrap();
+            let mut fast = CsvDates::new(tz.clone());
+            let start = Timestamp::from_second(1_767_225_600 - 3600)
+                .unwrap()
+                .as_second();
+            let mut t = start;
+            while t < start + 2 * 366 * 86_400 {
+                for ts in [t, t - t.rem_euclid(3600), t - t.rem_euclid(3600) - 1] {
+                    let ts = Timestamp::from_second(ts).unwrap();
+                    assert_eq!(fast.format(ts), format_csv_date(ts, &tz), "{name} {ts}");
+                }
+                t += 433;
+            }
+        }
+    }
+
     use super::*;
 
     fn paris() -> TimeZone {

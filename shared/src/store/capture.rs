@@ -392,6 +392,22 @@ impl CaptureStore {
         })
     }
 
+    /// Flush every column family's memtable to SST files (the writer does not
+    /// need it: RocksDB flushes by itself; tools and benchmarks do).
+    ///
+    /// # Errors
+    /// [`Error::Store`] when RocksDB cannot write.
+    pub fn flush(&self) -> Result<()> {
+        for cf in CFS {
+            if let Some(h) = self.db.cf_handle(cf) {
+                self.db
+                    .flush_cf(h)
+                    .map_err(|e| Error::store(&self.path, explain(&e)))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Approximate on-disk size (SST + WAL-backed memtables), for status/metrics.
     pub fn approximate_size(&self) -> u64 {
         CFS.iter()

@@ -4,7 +4,8 @@
 //!
 //! Usage: mss-gen-capture STORE_DIR YYYY-MM ROWS [DOMAINS] [RECIPIENTS_PER_MESSAGE]
 //! Domains are `dom<i>.mssante.fr`; the matching `[operator] domains` line is
-//! printed on stdout for the benchmark's configuration.
+//! printed on stdout for the benchmark's configuration. The store is flushed
+//! at the end, as a month-old store would be.
 
 use std::path::PathBuf;
 
@@ -82,6 +83,9 @@ fn main() {
         }
     }
     cap.apply(&batch, &cls, true).expect("apply");
+    // A month-old store: its rows are in SST files, not only in the WAL (an
+    // unflushed WAL is replayed by every reader that opens the store).
+    cap.flush().expect("flush");
     eprintln!("{written} rows, {messages} messages, {ndom} domains, month {month}");
     println!(
         "domains = [{}]",
