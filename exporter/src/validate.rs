@@ -314,6 +314,9 @@ pub fn check_csv(
     Ok(())
 }
 
+/// Problems found per entry index.
+type EntryProblems = Vec<(usize, Vec<String>)>;
+
 /// Check a `.zip` (entries at the root, names, size, each CSV) or one `.csv`.
 ///
 /// # Errors
@@ -379,11 +382,11 @@ pub fn check_path(path: &Path, rules: &Rules) -> std::io::Result<Vec<String>> {
         .map_or(1, |n| n.get())
         .clamp(1, 4)
         .min(todo.len().max(1));
-    let checked: Vec<std::io::Result<Vec<(usize, Vec<String>)>>> = std::thread::scope(|s| {
+    let checked: Vec<std::io::Result<EntryProblems>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 let (todo, next, name) = (&todo, &next, &name);
-                s.spawn(move || -> std::io::Result<Vec<(usize, Vec<String>)>> {
+                s.spawn(move || -> std::io::Result<EntryProblems> {
                     let f = std::fs::File::open(path)?;
                     let mut z = zip::ZipArchive::new(f).map_err(std::io::Error::other)?;
                     let mut out = vec![];
