@@ -279,8 +279,9 @@ async fn session(
     }
     let client_timeout = Duration::from_secs(ctx.cfg.client_timeout_secs);
     let upstream_timeout = Duration::from_secs(ctx.cfg.upstream_timeout_secs);
-    let mut cbuf = vec![0u8; 64 * 1024];
-    let mut ubuf = vec![0u8; 64 * 1024];
+    // 16 KiB, as haproxy's default buffers: one read per TCP burst, little to zero per session.
+    let mut cbuf = vec![0u8; 16 * 1024];
+    let mut ubuf = vec![0u8; 16 * 1024];
     let mut client_eof = false;
     let mut stopping = *shutdown.borrow();
     loop {
@@ -300,12 +301,16 @@ async fn session(
         for (sd, rd, refused) in obs.take_outside() {
             crate::policy::note(&ctx.capture, "proxy", sd, rd, refused);
         }
+        // Replies produced by one upstream read go back in one write (a
+        // pipelining client gets its MAIL/RCPT/DATA replies in one segment);
+        // a final 250 is added only once its rows are committed.
+        let mut replies: Vec<u8> = Vec::new();
         for item in obs.take_client() {
             match item {
-                ClientItem::Reply(r) => write_client(&mut client, &mut gone, &r).await,
+                ClientItem::Reply(r) => replies.extend_from_slice(&r),
                 ClientItem::Commit(acc, reply) => {
                     record_message(ctx, acc).await;
-                    write_client(&mut client, &mut gone, &reply).await;
+                    replies.extend_from_slice(&reply);
                 }
                 ClientItem::Login { user, mechanism } => {
                     tracing::debug!(%user, mechanism, "proxy: SMTP AUTH succeeded");
@@ -319,7 +324,8 @@ async fn session(
                     tokio::spawn(async move { cap.commit(rec).await });
                 }
                 ClientItem::StartTls(reply) => {
-                    write_client(&mut client, &mut gone, &reply).await;
+                    replies.extend_from_slice(&reply);
+                    write_client(&mut client, &mut gone, &std::mem::take(&mut replies)).await;
                     let Some(acceptor) = &ctx.client_tls else {
                         return Err("STARTTLS without TLS configuration".into());
                     };
@@ -335,13 +341,17 @@ async fn session(
                 }
                 ClientItem::Close(reply) => {
                     metrics.proxy.protocol_errors.inc();
-                    write_client(&mut client, &mut gone, &reply).await;
+                    replies.extend_from_slice(&reply);
+                    write_client(&mut client, &mut gone, &replies).await;
                     return Err(format!(
                         "closed: {}",
                         String::from_utf8_lossy(&reply).trim_end()
                     ));
                 }
             }
+        }
+        if !replies.is_empty() {
+            write_client(&mut client, &mut gone, &replies).await;
         }
         if stopping && obs.is_idle() {
             let msg = format!(

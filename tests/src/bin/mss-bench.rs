@@ -9,6 +9,10 @@
 //! - `mss-bench latency ADDR MESSAGES`: one session, MESSAGES sequential
 //!   transactions; prints the p50 / p99 / max time (µs) from the end-of-data
 //!   dot to the final 250.
+//! - `mss-bench events ADDR SECONDS CONNECTIONS USERS`: CONNECTIONS keep-alive
+//!   HTTP/1.1 clients POST Dovecot `auth_request_finished` events (USERS
+//!   distinct users, successful logins) to `/v1/dovecot` for SECONDS; prints
+//!   the accepted events per second (any non-200 reply is fatal).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -18,7 +22,7 @@ use std::time::{Duration, Instant};
 use mss_tests::postfix::{Postfix, PostfixBuilder};
 
 fn usage() -> ! {
-    eprintln!("usage: mss-bench milter ROUNDS MESSAGES SESSIONS SIDECAR_BIN\n       mss-bench latency ADDR MESSAGES");
+    eprintln!("usage: mss-bench milter ROUNDS MESSAGES SESSIONS SIDECAR_BIN\n       mss-bench latency ADDR MESSAGES\n       mss-bench events ADDR SECONDS CONNECTIONS USERS");
     std::process::exit(2)
 }
 
@@ -36,6 +40,12 @@ fn main() {
             arg(&a, 2),
             arg(&a, 3),
             &a.get(4).cloned().unwrap_or_else(|| usage()),
+        ),
+        Some("events") => events(
+            &a.get(1).cloned().unwrap_or_else(|| usage()),
+            arg(&a, 2),
+            arg(&a, 3),
+            arg(&a, 4),
         ),
         Some("latency") => latency(&a.get(1).cloned().unwrap_or_else(|| usage()), arg(&a, 2)),
         _ => usage(),
@@ -201,4 +211,55 @@ fn latency(addr: &str, msgs: usize) {
     lat.sort_by(|a, b| a.total_cmp(b));
     let q = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
     println!("{:.0} {:.0} {:.0}", q(0.5), q(0.99), lat[lat.len() - 1]);
+}
+
+fn events(addr: &str, secs: u64, conns: u64, users: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..conns)
+        .map(|c| {
+            let addr = addr.to_string();
+            std::thread::spawn(move || {
+                let s = TcpStream::connect(&addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
+                s.set_nodelay(true).unwrap();
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut w = s;
+                let mut n = 0u64;
+                let base = 1_795_000_000u64;
+                while Instant::now() < deadline {
+                    let user = (c * 7919 + n) % users;
+                    let body = format!(
+                        r#"{{"event": "auth_request_finished", "hostname": "imap1", "end_time": {}.25, "fields": {{"user": "u{user}@ch-bench.mssante.fr", "service": "imap", "success": "yes"}}}}"#,
+                        base - n % 500_000
+                    );
+                    write!(
+                        w,
+                        "POST /v1/dovecot HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .unwrap();
+                    let mut status = String::new();
+                    r.read_line(&mut status).unwrap();
+                    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+                    let mut len = 0usize;
+                    loop {
+                        let mut h = String::new();
+                        r.read_line(&mut h).unwrap();
+                        if h == "\r\n" || h.is_empty() {
+                            break;
+                        }
+                        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap();
+                        }
+                    }
+                    let mut b = vec![0; len];
+                    std::io::Read::read_exact(&mut r, &mut b).unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    println!("{:.0}", total as f64 / start.elapsed().as_secs_f64());
 }
