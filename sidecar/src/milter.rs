@@ -305,7 +305,7 @@ impl MilterListener {
 pub struct NoDelayTcp(pub tokio::net::TcpListener);
 
 impl indymilter::Listener for NoDelayTcp {
-    type Io = tokio::net::TcpStream;
+    type Io = QuickAck;
 
     fn poll_accept(
         &mut self,
@@ -313,8 +313,55 @@ impl indymilter::Listener for NoDelayTcp {
     ) -> std::task::Poll<std::io::Result<Self::Io>> {
         self.0.poll_accept(cx).map_ok(|(s, _)| {
             let _ = s.set_nodelay(true);
-            s
+            QuickAck(s)
         })
+    }
+}
+
+/// A milter TCP connection that acknowledges every segment at once
+/// (`TCP_QUICKACK`, re-armed after each read: Linux clears it by itself).
+/// Postfix sends some milter commands back to back without waiting for a
+/// reply (macros before each stage, no-reply commands) on a socket with
+/// Nagle's algorithm on: its second segment waits for our ACK, which the
+/// kernel would delay by up to 40 ms per message.
+pub struct QuickAck(tokio::net::TcpStream);
+
+impl tokio::io::AsyncRead for QuickAck {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            let _ = socket2::SockRef::from(&self.0).set_tcp_quickack(true);
+        }
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for QuickAck {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 

@@ -18,7 +18,7 @@ trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "error: port $1 never opened" >&2; exit 1; }
 SINK=$(port); SIDE=$(port); EV=$(port)
-/usr/sbin/smtp-sink -u nobody -c 127.0.0.1:$SINK 256 >/dev/null & pids+=($!)
+/usr/sbin/smtp-sink -u nobody -c 127.0.0.1:$SINK 256 >/dev/null 2>&1 & pids+=($!)
 cat > "$W/config.toml" <<CFG
 [operator]
 domains = ["ch-bench.mssante.fr"]
