@@ -7,6 +7,7 @@
 //! - [`proxy`]: the SMTP proxy front end and its protocol [`proxy::observer`].
 //! - [`milter`]: the milter front end (Postfix `smtpd_milters` / `non_smtpd_milters`).
 //! - [`events`]: login events: HTTP endpoint (Dovecot `event_exporter`, generic JSON) and Dovecot's `last_login` dict socket.
+//! - [`privdrop`]: becoming `[service] user` when started as root.
 //! - [`policy`]: the liste blanche policy (refuse or report recipients outside the Espace de Confiance).
 //! - [`metrics`]: counters and the `/metrics` endpoint.
 //! - [`admin`]: `mss-admin` subcommands; [`mailbox`]: the registry commands;
@@ -23,4 +24,5 @@ pub mod mailbox;
 pub mod metrics;
 pub mod milter;
 pub mod policy;
+pub mod privdrop;
 pub mod proxy;
