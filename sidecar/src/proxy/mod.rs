@@ -275,6 +275,15 @@ async fn session(
     };
     let mut obs = Observer::new(ctx.limits.clone(), ctx.client_tls.is_some());
     if let Err(e) = obs.upstream_input(&greeting) {
+        // Not SMTP (or an unexpected extra reply): the client must still get
+        // a proper answer instead of a silent close.
+        metrics.proxy.upstream_errors.inc();
+        tracing::warn!("proxy: upstream {} misbehaves: {}", ctx.cfg.upstream, e.0);
+        let msg = format!(
+            "421 4.4.1 {} Upstream error, try again later\r\n",
+            ctx.cfg.hostname
+        );
+        write_client(&mut client, &mut gone, msg.as_bytes()).await;
         return Err(e.0);
     }
     let client_timeout = Duration::from_secs(ctx.cfg.client_timeout_secs);
