@@ -241,6 +241,12 @@ pub struct Proxy {
     /// Commands a client may have in flight (pipelined) before we stop reading it.
     #[serde(default = "default_max_pipeline")]
     pub max_pipeline: usize,
+    /// Largest message (bytes after dot-unstuffing) the proxy lets through:
+    /// beyond it the client gets `552 5.3.4` and both connections close
+    /// (the upstream never sees the end of the message). 0 = no limit of
+    /// ours: the upstream decides (Postfix: `message_size_limit`).
+    #[serde(default)]
+    pub max_message_bytes: u64,
     /// On SIGTERM, how long in-flight transactions may take to finish.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace_secs: u64,

@@ -39,6 +39,8 @@ pub struct Limits {
     /// Longest command line accepted (bytes, CRLF included).
     pub max_line: usize,
     pub max_recipients: usize,
+    /// Largest message body (unstuffed bytes); 0: no limit.
+    pub max_message_bytes: u64,
     /// Bytes held behind a barrier before we give up on the client.
     pub max_held: usize,
     /// Name in our own replies.
@@ -52,6 +54,7 @@ impl Default for Limits {
         Limits {
             max_line: 4096,
             max_recipients: 1000,
+            max_message_bytes: 0,
             max_held: 1 << 20,
             hostname: "mss-sidecar".into(),
             policy: None,
@@ -360,6 +363,16 @@ impl Observer {
             && self.rcpts_sent == 0
     }
 
+    /// True while the client has sent part of a command line (or SASL
+    /// line) and not its end: the session bounds how long that may take.
+    pub fn partial_command(&self) -> bool {
+        !self.line.is_empty()
+            && matches!(
+                self.state,
+                ClientState::Command | ClientState::AuthLine { .. }
+            )
+    }
+
     /// True while a message (DATA or BDAT) is in progress or awaiting its final reply.
     pub fn in_transaction(&self) -> bool {
         self.txn.is_some()
@@ -619,12 +632,29 @@ impl Observer {
         let is_last = rx.is_last;
         let rest = it.as_slice();
         let used = data.len() - rest.len();
-        self.to_upstream.extend_from_slice(&data[..used]);
         self.body.push(&sink);
+        // Checked before forwarding: the bytes that cross the limit (maybe
+        // the end of the message) never reach the upstream.
+        if self.too_big() {
+            return &[];
+        }
+        self.to_upstream.extend_from_slice(&data[..used]);
         if done {
             self.finish_bdat_chunk(is_last);
         }
         rest
+    }
+
+    /// Past `max_message_bytes`: refuse the message and close (the
+    /// upstream connection is dropped without the end of the message, so it
+    /// discards what it got).
+    fn too_big(&mut self) -> bool {
+        let max = self.limits.max_message_bytes;
+        if max == 0 || self.body.size <= max {
+            return false;
+        }
+        self.local_close(b"552 5.3.4 Message size exceeds fixed maximum message size\r\n");
+        true
     }
 
     fn finish_bdat_chunk(&mut self, last: bool) {
@@ -664,6 +694,11 @@ impl Observer {
         let upto = body.sink.len() - keep;
         self.body.push(&body.sink[..upto]);
         body.sink.drain(..upto);
+        // Checked before forwarding: the bytes that cross the limit (maybe
+        // the end-of-data dot) never reach the upstream.
+        if self.too_big() {
+            return &[];
+        }
         self.to_upstream.extend_from_slice(chunk);
         if ended {
             self.state = ClientState::Command;
@@ -1209,5 +1244,46 @@ mod tests {
 
         let mut o = Observer::new(Limits::default(), false);
         assert!(o.upstream_input(b"HTTP/1.1 400 Bad\r\n").is_err());
+    }
+
+    #[test]
+    fn message_over_max_message_bytes_is_refused_and_never_completed() {
+        let limits = Limits {
+            max_message_bytes: 10,
+            ..Limits::default()
+        };
+        let mut o = Observer::new(limits, false);
+        o.upstream_input(b"220 x\r\n").unwrap();
+        o.client_input(b"MAIL FROM:<a@ch.fr>\r\nRCPT TO:<b@x.fr>\r\nDATA\r\n");
+        o.upstream_input(b"250 ok\r\n250 ok\r\n354 go\r\n").unwrap();
+        o.take_client();
+        o.take_upstream();
+        o.client_input(b"0123456789");
+        assert!(o.take_client().is_empty(), "10 bytes is within the limit");
+        o.client_input(b"abc\r\n.\r\n");
+        assert_eq!(
+            o.take_client(),
+            vec![ClientItem::Close(
+                b"552 5.3.4 Message size exceeds fixed maximum message size\r\n".to_vec()
+            )]
+        );
+        let up = o.take_upstream();
+        assert!(
+            !up.ends_with(b"\r\n.\r\n"),
+            "the end of data never reaches the upstream"
+        );
+        o.client_input(b"QUIT\r\n");
+        assert!(o.take_upstream().is_empty() && o.take_client().is_empty());
+    }
+
+    #[test]
+    fn partial_command_is_reported_until_its_line_ends() {
+        let mut o = Observer::new(Limits::default(), false);
+        o.upstream_input(b"220 x\r\n").unwrap();
+        assert!(!o.partial_command());
+        o.client_input(b"EH");
+        assert!(o.partial_command());
+        o.client_input(b"LO x\r\n");
+        assert!(!o.partial_command());
     }
 }
