@@ -330,18 +330,45 @@ pub fn check_path(path: &Path, rules: &Rules) -> std::io::Result<Vec<String>> {
         return Ok(problems);
     }
     let size = std::fs::metadata(path)?.len();
+    let f = std::fs::File::open(path)?;
+    check_archive(&name, f, size, rules, &mut problems);
+    Ok(problems)
+}
+
+/// [`check_path`] on bytes in memory: `name` decides CSV (`.csv`) or ZIP.
+/// No I/O (fuzzed).
+pub fn check_bytes(name: &str, bytes: &[u8], rules: &Rules) -> Vec<String> {
+    let mut problems = vec![];
+    if name.ends_with(".csv") {
+        if let Err(e) = check_csv(name, bytes, rules, &mut problems) {
+            problems.push(format!("{name}: unreadable: {e}"));
+        }
+    } else {
+        let cursor = std::io::Cursor::new(bytes);
+        check_archive(name, cursor, bytes.len() as u64, rules, &mut problems);
+    }
+    problems
+}
+
+/// The ZIP part of [`check_path`]: size, entries at the root, names, each CSV.
+fn check_archive(
+    name: &str,
+    f: impl std::io::Read + std::io::Seek,
+    size: u64,
+    rules: &Rules,
+    problems: &mut Vec<String>,
+) {
     if size > rules.max_archive_bytes {
         problems.push(format!(
             "{name}: {size} bytes, more than the {} allowed",
             rules.max_archive_bytes
         ));
     }
-    let f = std::fs::File::open(path)?;
     let mut zip = match zip::ZipArchive::new(f) {
         Ok(z) => z,
         Err(e) => {
             problems.push(format!("{name}: not a readable ZIP archive: {e}"));
-            return Ok(problems);
+            return;
         }
     };
     if zip.is_empty() {
@@ -372,11 +399,10 @@ pub fn check_path(path: &Path, rules: &Rules) -> std::io::Result<Vec<String>> {
         if !names.insert(en.clone()) {
             problems.push(format!("{name}: {en}: present twice"));
         }
-        if let Err(e) = check_csv(&en, &mut entry, rules, &mut problems) {
+        if let Err(e) = check_csv(&en, &mut entry, rules, problems) {
             problems.push(format!("{name}: {en}: unreadable: {e}"));
         }
     }
-    Ok(problems)
 }
 
 #[cfg(test)]

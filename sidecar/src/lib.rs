@@ -12,6 +12,7 @@
 //! - [`metrics`]: counters and the `/metrics` endpoint.
 //! - [`admin`]: `mss-admin` subcommands; [`mailbox`]: the registry commands;
 //!   [`backfill`]: login history imported from Dovecot/Postfix logs.
+//! - [`fuzz`]: byte-in entry points of every parser, for `fuzz/` and the smoke test.
 //! - [`cli`]: error printing and exit codes shared by the binaries.
 
 pub mod admin;
@@ -20,6 +21,8 @@ pub mod capture;
 pub mod cli;
 pub mod daemon;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod mailbox;
 pub mod metrics;
 pub mod milter;

@@ -17,8 +17,8 @@
 //!   reply is seen; then they are parsed in the right state.
 //! - Message bodies go through `smtp_proto::DataReceiver` (dot-unstuffing,
 //!   TAILLE) and a guard: a lone `.` line next to a bare LF (`\n.\r\n`,
-//!   `\r\n.\n`, `\n.\n`) is where servers disagree about end-of-data (SMTP
-//!   smuggling). The proxy refuses the message (`554 5.5.2`) and drops the
+//!   `\r\n.\n`, `\n.\n`) or followed by extra CRs (`\r\n.\r\r\n`) is where
+//!   servers disagree about end-of-data (SMTP smuggling). The proxy refuses the message (`554 5.5.2`) and drops the
 //!   upstream connection before any such byte reaches it, so upstream and
 //!   observer can never disagree.
 //! - Replies are matched in order to the queue of commands in flight
@@ -251,6 +251,11 @@ impl DotGuard {
                         } else {
                             Guard::Smuggling
                         };
+                    }
+                    if b == b'\r' {
+                        // `.\r\r…\n`: smtp-proto (and servers built on it)
+                        // end the data here, Postfix does not. Ambiguous.
+                        return Guard::Smuggling;
                     }
                     self.dot = 0;
                 }
@@ -773,7 +778,7 @@ impl Observer {
             Pending::Data => {
                 self.state = if code == 354 {
                     ClientState::Data(Box::new(DataBody {
-                        rx: DataReceiver::new(),
+                        rx: primed_receiver(),
                         guard: DotGuard::new(),
                         sink: Vec::with_capacity(1024),
                     }))
@@ -883,6 +888,17 @@ impl Observer {
         }
         out
     }
+}
+
+/// A `DataReceiver` that knows the body starts at a line start (after the
+/// `DATA\r\n` command): fresh, it would neither end an empty message at
+/// its first `.\r\n` nor unstuff a first line starting with `..`.
+fn primed_receiver() -> DataReceiver {
+    let mut rx = DataReceiver::new();
+    let mut scratch = Vec::with_capacity(2);
+    let done = rx.ingest(&mut b"\r\n".iter(), &mut scratch);
+    debug_assert!(!done);
+    rx
 }
 
 /// Index just past the end of the first complete reply in `buf`, if any.
@@ -1285,5 +1301,55 @@ mod tests {
         assert!(o.partial_command());
         o.client_input(b"LO x\r\n");
         assert!(!o.partial_command());
+    }
+
+    /// Drive one DATA body (after `354`) and return the client items and
+    /// what reached the upstream.
+    fn data_session(body: &[u8]) -> (Vec<ClientItem>, Vec<u8>) {
+        let mut o = Observer::new(Limits::default(), false);
+        o.upstream_input(b"220 x\r\n").unwrap();
+        o.client_input(b"MAIL FROM:<a@ch.fr>\r\nRCPT TO:<b@x.fr>\r\nDATA\r\n");
+        o.upstream_input(b"250 ok\r\n250 ok\r\n354 go\r\n").unwrap();
+        o.take_client();
+        o.take_upstream();
+        o.client_input(body);
+        let up = o.take_upstream();
+        if o.in_flight() > 0 {
+            let _ = o.upstream_input(b"250 2.0.0 Ok: queued as Q1\r\n");
+        }
+        (o.take_client(), up)
+    }
+
+    #[test]
+    fn empty_message_ends_at_the_first_dot_line() {
+        // Found by fuzz_smoke: smtp-proto's DataReceiver starts without a
+        // preceding CRLF and did not see this end (debug_assert fired).
+        let (items, up) = data_session(b".\r\n");
+        assert_eq!(up, b".\r\n");
+        match &items[..] {
+            [ClientItem::Commit(a, _)] => assert_eq!(a.size, 0),
+            other => panic!("{other:?}"),
+        }
+        // And a first line starting with a dot is unstuffed like the others.
+        let (items, _) = data_session(b"..x\r\n.\r\n");
+        match &items[..] {
+            [ClientItem::Commit(a, _)] => assert_eq!(a.size, 4, ".x CRLF"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dot_cr_cr_lf_is_refused_like_smuggling() {
+        // Found by fuzz_smoke: smtp-proto ends the data at `\r\n.\r\r\n`,
+        // Postfix does not: two servers would disagree on where the message ends.
+        let (items, up) = data_session(b"hello\r\n.\r\r\nMAIL FROM:<x@y>\r\n.\r\n");
+        assert_eq!(
+            up, b"",
+            "nothing from the ambiguous line on reaches the upstream"
+        );
+        assert!(
+            matches!(&items[..], [ClientItem::Close(r)] if r.starts_with(b"554 5.5.2")),
+            "{items:?}"
+        );
     }
 }
