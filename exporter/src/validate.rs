@@ -314,9 +314,6 @@ pub fn check_csv(
     Ok(())
 }
 
-/// Problems found per entry index.
-type EntryProblems = Vec<(usize, Vec<String>)>;
-
 /// Check a `.zip` (entries at the root, names, size, each CSV) or one `.csv`.
 ///
 /// # Errors
@@ -333,26 +330,67 @@ pub fn check_path(path: &Path, rules: &Rules) -> std::io::Result<Vec<String>> {
         return Ok(problems);
     }
     let size = std::fs::metadata(path)?.len();
+    check_archive(
+        &name,
+        || std::fs::File::open(path),
+        size,
+        rules,
+        &mut problems,
+    )?;
+    Ok(problems)
+}
+
+/// [`check_path`] on bytes in memory: `name` decides CSV (`.csv`) or ZIP.
+/// No I/O (fuzzed).
+pub fn check_bytes(name: &str, bytes: &[u8], rules: &Rules) -> Vec<String> {
+    let mut problems = vec![];
+    if name.ends_with(".csv") {
+        if let Err(e) = check_csv(name, bytes, rules, &mut problems) {
+            problems.push(format!("{name}: unreadable: {e}"));
+        }
+    } else {
+        let open = || Ok(std::io::Cursor::new(bytes));
+        if let Err(e) = check_archive(name, open, bytes.len() as u64, rules, &mut problems) {
+            problems.push(format!("{name}: unreadable: {e}"));
+        }
+    }
+    problems
+}
+
+/// Problems found per entry index.
+type EntryProblems = Vec<(usize, Vec<String>)>;
+
+/// The ZIP part of [`check_path`]: size, entries at the root, names, each
+/// CSV. Names first (headers only, no decompression), then the CSV checks of
+/// the entries on up to 4 threads, each with its own reader from `open`;
+/// problems are reported in entry order whatever thread found them.
+fn check_archive<R, F>(
+    name: &str,
+    open: F,
+    size: u64,
+    rules: &Rules,
+    problems: &mut Vec<String>,
+) -> std::io::Result<()>
+where
+    R: std::io::Read + std::io::Seek,
+    F: Fn() -> std::io::Result<R> + Sync,
+{
     if size > rules.max_archive_bytes {
         problems.push(format!(
             "{name}: {size} bytes, more than the {} allowed",
             rules.max_archive_bytes
         ));
     }
-    let f = std::fs::File::open(path)?;
-    let mut zip = match zip::ZipArchive::new(f) {
+    let mut zip = match zip::ZipArchive::new(open()?) {
         Ok(z) => z,
         Err(e) => {
             problems.push(format!("{name}: not a readable ZIP archive: {e}"));
-            return Ok(problems);
+            return Ok(());
         }
     };
     if zip.is_empty() {
         problems.push(format!("{name}: empty archive"));
     }
-    // Names first (headers only, no decompression), then the CSV checks of
-    // the entries on up to 4 threads, each with its own handle on the file;
-    // problems are reported in entry order whatever thread found them.
     let mut names = std::collections::HashSet::new();
     let mut found: Vec<Vec<String>> = vec![];
     let mut todo: Vec<(usize, String)> = vec![];
@@ -385,10 +423,9 @@ pub fn check_path(path: &Path, rules: &Rules) -> std::io::Result<Vec<String>> {
     let checked: Vec<std::io::Result<EntryProblems>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
-                let (todo, next, name) = (&todo, &next, &name);
+                let (todo, next, open) = (&todo, &next, &open);
                 s.spawn(move || -> std::io::Result<EntryProblems> {
-                    let f = std::fs::File::open(path)?;
-                    let mut z = zip::ZipArchive::new(f).map_err(std::io::Error::other)?;
+                    let mut z = zip::ZipArchive::new(open()?).map_err(std::io::Error::other)?;
                     let mut out = vec![];
                     loop {
                         let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -422,7 +459,7 @@ pub fn check_path(path: &Path, rules: &Rules) -> std::io::Result<Vec<String>> {
         }
     }
     problems.extend(found.into_iter().flatten());
-    Ok(problems)
+    Ok(())
 }
 
 #[cfg(test)]

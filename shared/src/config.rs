@@ -29,6 +29,107 @@ pub struct Config {
     pub export: Export,
     pub sipil: Option<Sipil>,
     pub policy: Option<Policy>,
+    #[serde(default)]
+    pub service: Service,
+}
+
+/// `[service]`: how the daemon runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// When `mss-sidecar` is started as root, the user it becomes once its
+    /// listeners are bound (before any store is opened). Ignored otherwise;
+    /// `"root"` explicitly keeps root (tests, containers: not recommended).
+    #[serde(default = "default_service_user")]
+    pub user: String,
+}
+
+impl Default for Service {
+    fn default() -> Self {
+        Service {
+            user: default_service_user(),
+        }
+    }
+}
+
+fn default_service_user() -> String {
+    "mss".into()
+}
+
+/// A bearer token read from a `token_file`. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// Shortest token accepted (a guessable token is no protection).
+pub const MIN_TOKEN_LEN: usize = 16;
+
+impl Token {
+    /// Read the token (surrounding whitespace trimmed) from `path`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `key`: unreadable, readable by others,
+    /// shorter than [`MIN_TOKEN_LEN`], or holding spaces/control characters.
+    /// The message never contains the file's content.
+    pub fn from_file(key: &str, path: &Path) -> Result<Token> {
+        use std::os::unix::fs::PermissionsExt;
+        let bad = |why: String| Error::Config(format!("key `{key}`: {}: {why}", path.display()));
+        let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
+        if meta.permissions().mode() & 0o004 != 0 {
+            return Err(bad(
+                "readable by everyone: chmod o-r (0600 or 0640) so the token stays secret".into(),
+            ));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let t = text.trim();
+        if t.len() < MIN_TOKEN_LEN {
+            return Err(bad(format!(
+                "the token must be at least {MIN_TOKEN_LEN} characters"
+            )));
+        }
+        if t.bytes().any(|b| !b.is_ascii_graphic()) {
+            return Err(bad(
+                "the token must be printable ASCII without spaces".into()
+            ));
+        }
+        Ok(Token(t.to_string()))
+    }
+
+    /// A token from its text (tests).
+    pub fn new(t: &str) -> Token {
+        Token(t.to_string())
+    }
+
+    /// True when `authorization` (an `Authorization` header value) is
+    /// `Bearer <token>`. The comparison takes the same time whatever the
+    /// position of the first differing byte.
+    pub fn accepts(&self, authorization: Option<&[u8]>) -> bool {
+        let Some(v) = authorization else {
+            return false;
+        };
+        let v = v.trim_ascii();
+        let Some(scheme) = v.get(..7) else {
+            return false;
+        };
+        if !scheme.eq_ignore_ascii_case(b"Bearer ") {
+            return false;
+        }
+        ct_eq(v[7..].trim_ascii(), self.0.as_bytes())
+    }
+}
+
+/// Constant-time equality (only the lengths may leak).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
 }
 
 /// What to do with a recipient outside the Espace de Confiance.
@@ -140,6 +241,12 @@ pub struct Proxy {
     /// Commands a client may have in flight (pipelined) before we stop reading it.
     #[serde(default = "default_max_pipeline")]
     pub max_pipeline: usize,
+    /// Largest message (bytes after dot-unstuffing) the proxy lets through:
+    /// beyond it the client gets `552 5.3.4` and both connections close
+    /// (the upstream never sees the end of the message). 0 = no limit of
+    /// ours: the upstream decides (Postfix: `message_size_limit`).
+    #[serde(default)]
+    pub max_message_bytes: u64,
     /// On SIGTERM, how long in-flight transactions may take to finish.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace_secs: u64,
@@ -156,12 +263,24 @@ pub struct Milter {
 pub struct Events {
     pub listen: Option<String>,
     pub dict_socket: Option<PathBuf>,
+    /// File holding the bearer token HTTP clients must send
+    /// (`Authorization: Bearer …`); mandatory when `listen` is not loopback.
+    pub token_file: Option<PathBuf>,
+    /// The token read from `token_file` at load.
+    #[serde(skip)]
+    pub token: Option<Token>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Metrics {
     pub listen: String,
+    /// File holding the bearer token scrapers must send; mandatory when
+    /// `listen` is not loopback.
+    pub token_file: Option<PathBuf>,
+    /// The token read from `token_file` at load.
+    #[serde(skip)]
+    pub token: Option<Token>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -678,11 +797,17 @@ impl Config {
                 );
             }
         }
-        if let Some(e) = &self.events {
+        if let Some(e) = &mut self.events {
             if let Some(l) = &e.listen {
-                if l.parse::<SocketAddr>().is_err() {
+                let Ok(addr) = l.parse::<SocketAddr>() else {
                     return bad("events.listen", format!("{l:?} is not an address:port"));
-                }
+                };
+                e.token = load_token("events", addr, e.token_file.as_deref())?;
+            } else if e.token_file.is_some() {
+                return bad(
+                    "events.token_file",
+                    "set without `events.listen` (the token protects the HTTP endpoint)".into(),
+                );
             }
         }
         if let Some(p) = &mut self.policy {
@@ -705,13 +830,23 @@ impl Config {
                 );
             }
         }
-        if let Some(m) = &self.metrics {
-            if m.listen.parse::<SocketAddr>().is_err() {
+        if let Some(m) = &mut self.metrics {
+            let Ok(addr) = m.listen.parse::<SocketAddr>() else {
                 return bad(
                     "metrics.listen",
                     format!("{:?} is not an address:port", m.listen),
                 );
-            }
+            };
+            m.token = load_token("metrics", addr, m.token_file.as_deref())?;
+        }
+        let u = &self.service.user;
+        if u.is_empty()
+            || u.len() > 32
+            || !u
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return bad("service.user", format!("{u:?} is not a user name"));
         }
         let d = self.export.delimiter.as_bytes();
         if d.len() != 1 || d[0] == b'"' || d[0] == b'\r' || d[0] == b'\n' {
@@ -751,6 +886,18 @@ impl Config {
     /// True when `addr`'s domain is one of the operator's.
     pub fn is_operator_address(&self, addr: &str) -> bool {
         domain_of(addr).is_some_and(|d| self.operator.domains.iter().any(|o| o == &d))
+    }
+}
+
+/// The token of an HTTP listener (`section` = `events` or `metrics`): read
+/// from `token_file` when set; mandatory when `addr` is not loopback.
+fn load_token(section: &str, addr: SocketAddr, file: Option<&Path>) -> Result<Option<Token>> {
+    match file {
+        Some(f) => Token::from_file(&format!("{section}.token_file"), f).map(Some),
+        None if addr.ip().is_loopback() => Ok(None),
+        None => Err(Error::Config(format!(
+            "key `{section}.token_file`: required because `{section}.listen` = \"{addr}\" is not a loopback address (a file holding the bearer token clients must send)"
+        ))),
     }
 }
 
@@ -895,6 +1042,68 @@ mod tests {
         c.store.capture_path = "/proc/mss-cannot-exist/capture".into();
         let e = c.check_capture_writable().unwrap_err().to_string();
         assert!(e.contains("`store.capture_path`"), "{e}");
+    }
+
+    #[test]
+    fn non_loopback_http_listeners_need_a_token_file() {
+        for (sec, body) in [
+            ("metrics", "listen = \"0.0.0.0:9892\""),
+            ("events", "listen = \"[::]:8892\""),
+        ] {
+            let e = Config::parse(&format!("{MIN}[{sec}]\n{body}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("key `{sec}.token_file`")), "{e}");
+            assert!(e.contains("not a loopback address"), "{e}");
+        }
+        let c = Config::parse(&format!(
+            "{MIN}[metrics]\nlisten = \"[::1]:9892\"\n[events]\nlisten = \"127.0.0.2:8892\"\n"
+        ))
+        .unwrap();
+        assert!(c.metrics.unwrap().token.is_none());
+        assert!(c.events.unwrap().token.is_none());
+    }
+
+    #[test]
+    fn token_file_is_read_checked_and_never_shown() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("token");
+        std::fs::write(&f, "s3cret-token-0123456789\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let text = format!(
+            "{MIN}[metrics]\nlisten = \"0.0.0.0:9892\"\ntoken_file = \"{}\"\n",
+            f.display()
+        );
+        let c = Config::parse(&text).unwrap();
+        let t = c.metrics.as_ref().unwrap().token.clone().unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert!(t.accepts(Some(b"Bearer s3cret-token-0123456789")));
+        assert!(t.accepts(Some(b"bearer  s3cret-token-0123456789 ")));
+        assert!(!t.accepts(Some(b"Bearer s3cret-token-012345678")));
+        assert!(!t.accepts(Some(b"Bearer s3cret-token-01234567890")));
+        assert!(!t.accepts(Some(b"Basic s3cret-token-0123456789")));
+        assert!(!t.accepts(Some(b"Bearer")));
+        assert!(!t.accepts(None));
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Config::parse(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("key `metrics.token_file`") && e.contains("readable by everyone"),
+            "{e}"
+        );
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&f, "short\n").unwrap();
+        let e = Config::parse(&text).unwrap_err().to_string();
+        assert!(e.contains("at least 16") && !e.contains("short"), "{e}");
+    }
+
+    #[test]
+    fn service_user_defaults_to_mss() {
+        assert_eq!(Config::parse(MIN).unwrap().service.user, "mss");
+        let e = Config::parse(&format!("{MIN}[service]\nuser = \"a b\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`service.user`"), "{e}");
     }
 
     #[test]

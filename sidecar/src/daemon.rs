@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use mss_shared::config::{Config, ListenAddr};
+use mss_shared::config::{Config, ListenAddr, Token};
 use mss_shared::model::MailIdGen;
 use mss_shared::month::Month;
 use mss_shared::store::capture::{CaptureStore, Classifier};
@@ -20,7 +20,17 @@ use crate::metrics::Metrics;
 use crate::milter::{self, MilterContext, MilterListener};
 use crate::proxy::{self, ProxyContext};
 
-/// Load and check everything, bind the listeners, then serve until SIGTERM.
+/// The listeners, bound before anything else runs (and before root is dropped).
+struct Listeners {
+    proxy: Option<TcpListener>,
+    milter: Option<MilterListener>,
+    events: Option<TcpListener>,
+    dict: Option<crate::events::dict::DictListener>,
+    metrics: Option<TcpListener>,
+}
+
+/// Load and check everything, bind the listeners, drop root (if started as
+/// root), open the store, then serve until SIGTERM.
 ///
 /// # Errors
 /// Configuration (exit 2), store (exit 3) and bind (exit 4) problems.
@@ -36,17 +46,34 @@ pub fn run(config_path: &Path) -> Result<i32, Error> {
             config_path.display()
         )));
     }
-    cfg.check_capture_writable()?;
+    let root = crate::privdrop::is_root();
+    if !root {
+        cfg.check_capture_writable()?;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("tokio runtime: {e}")))?;
+    let listeners = rt.block_on(bind_all(&cfg))?;
+    if root {
+        // Privileged ports are bound: nothing else needs root. The stores
+        // are created and opened by the unprivileged user only.
+        let mut sockets: Vec<&Path> = vec![];
+        if let Some(MilterListener::Unix(_, p)) = &listeners.milter {
+            sockets.push(p);
+        }
+        if let Some(p) = cfg.events.as_ref().and_then(|e| e.dict_socket.as_deref()) {
+            sockets.push(p);
+        }
+        crate::privdrop::drop_to(&cfg.service.user, &sockets)?;
+        cfg.check_capture_writable()?;
+    }
     let store = CaptureStore::open(&cfg.store.capture_path)?;
     let keep_from =
         (0..cfg.store.retention_months).fold(Month::current(&cfg.tz()), |m, _| m.prev());
     store.purge_before(keep_from)?;
     let classifier = Classifier::from_config(&cfg);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Other(format!("tokio runtime: {e}")))?;
-    rt.block_on(serve(cfg, store, classifier))
+    rt.block_on(serve(cfg, store, classifier, listeners))
 }
 
 async fn bind(key: &str, addr: &str) -> Result<TcpListener, Error> {
@@ -55,13 +82,13 @@ async fn bind(key: &str, addr: &str) -> Result<TcpListener, Error> {
         .map_err(|e| Error::Bind(format!("cannot listen on {addr} (`{key}`): {e}")))
 }
 
-async fn serve(cfg: Config, store: CaptureStore, classifier: Classifier) -> Result<i32, Error> {
-    // Bind everything first: a bind failure exits before anything runs.
-    let proxy_listener = match &cfg.proxy {
+/// Bind everything first: a bind failure exits before anything runs.
+async fn bind_all(cfg: &Config) -> Result<Listeners, Error> {
+    let proxy = match &cfg.proxy {
         Some(p) => Some(bind("proxy.listen", &p.listen).await?),
         None => None,
     };
-    let milter_listener = match &cfg.milter {
+    let milter = match &cfg.milter {
         Some(m) => {
             let addr = ListenAddr::parse(&m.listen).expect("validated at load");
             Some(MilterListener::bind(&addr).await.map_err(|e| {
@@ -73,11 +100,11 @@ async fn serve(cfg: Config, store: CaptureStore, classifier: Classifier) -> Resu
         }
         None => None,
     };
-    let events_listener = match cfg.events.as_ref().and_then(|e| e.listen.as_ref()) {
+    let events = match cfg.events.as_ref().and_then(|e| e.listen.as_ref()) {
         Some(l) => Some(bind("events.listen", l).await?),
         None => None,
     };
-    let dict_listener = match cfg.events.as_ref().and_then(|e| e.dict_socket.as_ref()) {
+    let dict = match cfg.events.as_ref().and_then(|e| e.dict_socket.as_ref()) {
         Some(p) => Some(crate::events::dict::DictListener::bind(p).map_err(|e| {
             Error::Bind(format!(
                 "cannot listen on {} (`events.dict_socket`): {e}",
@@ -86,11 +113,32 @@ async fn serve(cfg: Config, store: CaptureStore, classifier: Classifier) -> Resu
         })?),
         None => None,
     };
-    let metrics_listener = match &cfg.metrics {
+    let metrics = match &cfg.metrics {
         Some(m) => Some(bind("metrics.listen", &m.listen).await?),
         None => None,
     };
+    Ok(Listeners {
+        proxy,
+        milter,
+        events,
+        dict,
+        metrics,
+    })
+}
 
+async fn serve(
+    cfg: Config,
+    store: CaptureStore,
+    classifier: Classifier,
+    listeners: Listeners,
+) -> Result<i32, Error> {
+    let Listeners {
+        proxy: proxy_listener,
+        milter: milter_listener,
+        events: events_listener,
+        dict: dict_listener,
+        metrics: metrics_listener,
+    } = listeners;
     let policy = crate::policy::Policy::load(&cfg)?;
     // Only now start the writer: an early error drops the store cleanly.
     let metrics = Arc::new(Metrics::default());
@@ -130,7 +178,13 @@ async fn serve(cfg: Config, store: CaptureStore, classifier: Classifier) -> Resu
         });
         if let Some(l) = events_listener {
             tracing::info!(listen = ?l.local_addr().ok(), "login events endpoint ready");
-            tasks.spawn(crate::events::serve_http(l, ectx.clone(), stop_rx.clone()));
+            let token = cfg.events.as_ref().and_then(|e| e.token.clone());
+            tasks.spawn(crate::events::serve_http_auth(
+                l,
+                ectx.clone(),
+                token,
+                stop_rx.clone(),
+            ));
         }
         if let Some(l) = dict_listener {
             tracing::info!("Dovecot last_login dict socket ready");
@@ -141,7 +195,13 @@ async fn serve(cfg: Config, store: CaptureStore, classifier: Classifier) -> Resu
         tasks.spawn(p.clone().watch(stop_rx.clone()));
     }
     if let Some(l) = metrics_listener {
-        tasks.spawn(serve_metrics(l, metrics.clone(), stop_rx.clone()));
+        let token = cfg.metrics.as_ref().and_then(|m| m.token.clone());
+        tasks.spawn(serve_metrics_auth(
+            l,
+            metrics.clone(),
+            token,
+            stop_rx.clone(),
+        ));
     }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), store = %cfg.store.capture_path.display(), "mss-sidecar started");
 
@@ -169,34 +229,94 @@ async fn serve(cfg: Config, store: CaptureStore, classifier: Classifier) -> Resu
 pub async fn serve_metrics(
     listener: TcpListener,
     metrics: Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+) {
+    serve_metrics_auth(listener, metrics, None, stop).await
+}
+
+/// [`serve_metrics`], answering `401` to requests without
+/// `Authorization: Bearer <token>` when a token is configured.
+pub async fn serve_metrics_auth(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    token: Option<Token>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let token = token.map(Arc::new);
     loop {
         let (mut sock, _peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
             a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
             _ = stop.changed() => return,
         };
         let m = metrics.clone();
+        let token = token.clone();
         tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let n =
-                match tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf))
-                    .await
-                {
-                    Ok(Ok(n)) => n,
+            let mut buf = vec![0u8; 8192];
+            let mut n = 0;
+            // Read up to the end of the headers (bounded by the buffer and 5 s).
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") && n < buf.len() {
+                match tokio::time::timeout_at(deadline, sock.read(&mut buf[n..])).await {
+                    Ok(Ok(0)) if n > 0 => break,
+                    Ok(Ok(k)) if k > 0 => n += k,
                     _ => return,
-                };
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let (status, body) = if req.starts_with("GET /metrics ") {
-                ("200 OK", m.render())
+                }
+            }
+            let req = &buf[..n];
+            let authorized = token
+                .as_ref()
+                .is_none_or(|t| t.accepts(header(req, b"authorization")));
+            let (status, extra, body) = if !authorized {
+                (
+                    "401 Unauthorized",
+                    "WWW-Authenticate: Bearer\r\n",
+                    "missing or wrong bearer token\n".to_string(),
+                )
+            } else if req.starts_with(b"GET /metrics ") {
+                ("200 OK", "", m.render())
             } else {
-                ("404 Not Found", "try /metrics\n".to_string())
+                ("404 Not Found", "", "try /metrics\n".to_string())
             };
             let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\n{extra}Content-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
             let _ = sock.write_all(resp.as_bytes()).await;
         });
+    }
+}
+
+/// The value of header `name` (lower-case) in a raw HTTP/1 request head.
+fn header<'a>(req: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let head_end = req
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(req.len());
+    req[..head_end]
+        .split(|&b| b == b'\n')
+        .skip(1)
+        .find_map(|line| {
+            let colon = line.iter().position(|&b| b == b':')?;
+            line[..colon]
+                .trim_ascii()
+                .eq_ignore_ascii_case(name)
+                .then(|| line[colon + 1..].trim_ascii())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn header_lookup_is_case_insensitive_and_stops_at_the_body() {
+        let req = b"GET /metrics HTTP/1.1\r\nHost: x\r\nauthorization:  Bearer abc \r\n\r\nAuthorization: Bearer body";
+        assert_eq!(
+            super::header(req, b"authorization"),
+            Some(&b"Bearer abc"[..])
+        );
+        assert_eq!(
+            super::header(b"GET / HTTP/1.1\r\n\r\n", b"authorization"),
+            None
+        );
+        assert_eq!(super::header(b"", b"host"), None);
     }
 }

@@ -7,10 +7,12 @@
 //! - [`proxy`]: the SMTP proxy front end and its protocol [`proxy::observer`].
 //! - [`milter`]: the milter front end (Postfix `smtpd_milters` / `non_smtpd_milters`).
 //! - [`events`]: login events: HTTP endpoint (Dovecot `event_exporter`, generic JSON) and Dovecot's `last_login` dict socket.
+//! - [`privdrop`]: becoming `[service] user` when started as root.
 //! - [`policy`]: the liste blanche policy (refuse or report recipients outside the Espace de Confiance).
 //! - [`metrics`]: counters and the `/metrics` endpoint.
 //! - [`admin`]: `mss-admin` subcommands; [`mailbox`]: the registry commands;
 //!   [`backfill`]: login history imported from Dovecot/Postfix logs.
+//! - [`fuzz`]: byte-in entry points of every parser, for `fuzz/` and the smoke test.
 //! - [`cli`]: error printing and exit codes shared by the binaries.
 
 pub mod admin;
@@ -19,8 +21,11 @@ pub mod capture;
 pub mod cli;
 pub mod daemon;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod mailbox;
 pub mod metrics;
 pub mod milter;
 pub mod policy;
+pub mod privdrop;
 pub mod proxy;

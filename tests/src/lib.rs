@@ -1,5 +1,7 @@
 //! # mss-tests: end-to-end test support
 //!
+//! - [`daemon`]: the real `mss-sidecar` as a child, with its `/proc` figures.
+//! - [`fake_upstream`]: a misbehaving (or accepting) SMTP next hop.
 //! - [`dovecot`]: a private Dovecot as SASL server.
 //! - [`postfix`]: private Postfix instances (own config, queue, loopback port).
 //! - [`swaks`]: the swaks client.
@@ -7,7 +9,9 @@
 //! - [`sidecar`]: the proxy in-process, the binaries, reading captured rows.
 //! - [`sipil`]: a local mTLS SIPIL server and its test PKI (rcgen).
 
+pub mod daemon;
 pub mod dovecot;
+pub mod fake_upstream;
 pub mod postfix;
 pub mod sidecar;
 pub mod sipil;

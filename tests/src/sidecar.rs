@@ -18,10 +18,14 @@ use mss_sidecar::proxy::{self, ProxyContext};
 /// Operator domain used by every test.
 pub const DOMAIN: &str = "ch-test.mssante.fr";
 
+/// Tests run as root and their stores live in root's temporary directories:
+/// the daemon keeps root (instead of dropping to `mss`).
+pub const STAY_ROOT: &str = "[service]\nuser = \"root\"\n\n";
+
 /// A configuration text for a proxy in front of `upstream`.
 pub fn config_text(dir: &Path, listen: &str, upstream: &str, extra_proxy: &str) -> String {
     format!(
-        "[operator]\ndomains = [\"{DOMAIN}\", \"ch-autre.mssante.fr\"]\nnode = \"t1\"\n\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\ncommit_timeout_ms = 500\n\n[proxy]\nlisten = \"{listen}\"\nupstream = \"{upstream}\"\nhostname = \"proxy.test\"\nupstream_timeout_secs = 20\nclient_timeout_secs = 20\nshutdown_grace_secs = 5\n{extra_proxy}\n",
+        "{STAY_ROOT}[operator]\ndomains = [\"{DOMAIN}\", \"ch-autre.mssante.fr\"]\nnode = \"t1\"\n\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\ncommit_timeout_ms = 500\n\n[proxy]\nlisten = \"{listen}\"\nupstream = \"{upstream}\"\nhostname = \"proxy.test\"\nupstream_timeout_secs = 20\nclient_timeout_secs = 20\nshutdown_grace_secs = 5\n{extra_proxy}\n",
         dir.join("capture").display(),
         dir.join("registry").display()
     )
@@ -30,7 +34,7 @@ pub fn config_text(dir: &Path, listen: &str, upstream: &str, extra_proxy: &str) 
 /// A configuration text for the milter front end only.
 pub fn milter_config_text(dir: &Path, listen: &str) -> String {
     format!(
-        "[operator]\ndomains = [\"{DOMAIN}\", \"ch-autre.mssante.fr\"]\nnode = \"t1\"\n\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\ncommit_timeout_ms = 500\n\n[milter]\nlisten = \"{listen}\"\n",
+        "{STAY_ROOT}[operator]\ndomains = [\"{DOMAIN}\", \"ch-autre.mssante.fr\"]\nnode = \"t1\"\n\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\ncommit_timeout_ms = 500\n\n[milter]\nlisten = \"{listen}\"\n",
         dir.join("capture").display(),
         dir.join("registry").display()
     )

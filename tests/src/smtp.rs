@@ -26,6 +26,16 @@ impl RawClient {
         self.writer.write_all(bytes).unwrap();
     }
 
+    /// Send, reporting a write error (the peer may have closed) instead of panicking.
+    pub fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.writer.write_all(bytes)
+    }
+
+    /// The underlying socket (timeouts, shutdown).
+    pub fn stream(&self) -> &TcpStream {
+        &self.writer
+    }
+
     /// One complete (possibly multi-line) reply; empty string at EOF.
     pub fn reply(&mut self) -> String {
         let mut out = String::new();

@@ -12,7 +12,7 @@ use mss_shared::month::Month;
 use mss_shared::store::capture::CaptureStore;
 use mss_tests::dovecot::{Dovecot, ImapOptions};
 use mss_tests::postfix::Postfix;
-use mss_tests::sidecar::{bin, DOMAIN};
+use mss_tests::sidecar::{bin, DOMAIN, STAY_ROOT};
 
 struct Daemon(Child);
 
@@ -28,7 +28,7 @@ fn start(dir: &Path, events: &str) -> Daemon {
     std::fs::write(
         &cfg,
         format!(
-            "[operator]\ndomains = [\"{DOMAIN}\"]\nnode = \"t1\"\n\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\n\n[events]\n{events}\n",
+            "{STAY_ROOT}[operator]\ndomains = [\"{DOMAIN}\"]\nnode = \"t1\"\n\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\n\n[events]\n{events}\n",
             dir.join("capture").display(),
             dir.join("registry").display()
         ),

@@ -154,6 +154,7 @@ impl CaptureStore {
     /// permissions, corruption.
     pub fn open(path: &Path) -> Result<Self> {
         let opts = super::base_options();
+        super::ensure_private_dir(path).map_err(|e| Error::store(path.display(), e))?;
         let db = DB::open_cf_descriptors(&opts, path, cf_descriptors())
             .map_err(|e| Error::store(path.display(), explain(&e)))?;
         #[cfg(unix)]

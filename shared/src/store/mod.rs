@@ -15,3 +15,35 @@ pub(crate) fn base_options() -> rocksdb::Options {
     o.set_max_log_file_size(8 << 20);
     o
 }
+
+/// Create a store directory (and missing parents) with mode 0700: RocksDB
+/// would create it with the umask's mode. An existing directory is left as is
+/// (the stores tighten their own directory to 0700 after opening).
+pub(crate) fn ensure_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if path.exists() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn both_stores_are_created_0700() {
+        let dir = tempfile::tempdir().unwrap();
+        let cap = dir.path().join("a/capture");
+        let reg = dir.path().join("b/registry");
+        drop(super::capture::CaptureStore::open(&cap).unwrap());
+        drop(super::registry::RegistryStore::open(&reg).unwrap());
+        for p in [&cap, &reg, &dir.path().join("a"), &dir.path().join("b")] {
+            let mode = std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", p.display());
+        }
+    }
+}

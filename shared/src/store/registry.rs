@@ -185,6 +185,7 @@ impl RegistryStore {
     /// # Errors
     /// [`Error::Store`], with a hint when another process holds it.
     pub fn open(path: &Path) -> Result<Self> {
+        super::ensure_private_dir(path).map_err(|e| Error::store(path.display(), e))?;
         let db = DB::open_cf_descriptors(&super::base_options(), path, cfs()).map_err(|e| {
             let s = e.to_string();
             if s.contains("LOCK") {

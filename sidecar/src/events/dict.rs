@@ -45,15 +45,23 @@ fn unescape(s: &str) -> String {
     out
 }
 
-/// One transaction's pending logins.
+/// Open transactions per connection; a client opening more without
+/// committing is misbehaving: further ones are ignored (memory stays bounded).
+const MAX_TXNS: usize = 1024;
+/// Logins kept per transaction (the plugin sets one key per login).
+const MAX_PER_TXN: usize = 64;
+
+/// One connection's protocol state: the pending logins of each open
+/// transaction. No I/O (fuzzed).
 #[derive(Default)]
-struct Session {
+pub struct Session {
     txns: HashMap<String, Vec<LoginRecord>>,
 }
 
 impl Session {
-    /// Handle one line; returns the reply line, if any.
-    fn line(&mut self, line: &str) -> (Option<String>, Vec<LoginRecord>) {
+    /// Handle one line (without its LF); returns the reply line, if any, and
+    /// the logins a commit makes final.
+    pub fn line(&mut self, line: &str) -> (Option<String>, Vec<LoginRecord>) {
         let Some(cmd) = line.chars().next() else {
             return (None, vec![]);
         };
@@ -61,7 +69,9 @@ impl Session {
         let f: Vec<String> = rest.split('\t').map(unescape).collect();
         match cmd {
             'B' => {
-                self.txns.insert(f[0].clone(), vec![]);
+                if self.txns.len() < MAX_TXNS {
+                    self.txns.insert(f[0].clone(), vec![]);
+                }
                 (None, vec![])
             }
             'S' if f.len() >= 3 => {
@@ -70,7 +80,11 @@ impl Session {
                     if let Ok(secs) = f[2].trim().parse::<i64>() {
                         let bal = normalize_address(user);
                         let us = secs.saturating_mul(1_000_000);
-                        if valid_bal(&bal) && plausible(us) {
+                        let room = match self.txns.get(&f[0]) {
+                            Some(v) => v.len() < MAX_PER_TXN,
+                            None => self.txns.len() < MAX_TXNS,
+                        };
+                        if valid_bal(&bal) && plausible(us) && room {
                             self.txns
                                 .entry(f[0].clone())
                                 .or_default()
@@ -222,5 +236,20 @@ mod tests {
         assert_eq!(s.line("L shared/x").0.as_deref(), Some("N\n"));
         assert_eq!(s.line("Zwhatever").0, None);
         assert_eq!(s.line("").0, None);
+    }
+
+    #[test]
+    fn open_transactions_are_bounded() {
+        let mut s = Session::default();
+        for i in 0..5000 {
+            s.line(&format!("B{i}\tu"));
+            s.line(&format!("S{i}\tshared/last-login/a@ch-a.fr\t1790000000"));
+        }
+        assert_eq!(s.txns.len(), MAX_TXNS);
+        for _ in 0..100 {
+            s.line("S1\tshared/last-login/a@ch-a.fr\t1790000000");
+        }
+        assert_eq!(s.line("C1").1.len(), MAX_PER_TXN);
+        assert_eq!(s.line("C4999"), (Some("O4999\n".into()), vec![]));
     }
 }

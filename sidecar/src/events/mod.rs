@@ -26,6 +26,7 @@ use axum::routing::post;
 use axum::Router;
 use serde::Deserialize;
 
+use mss_shared::config::Token;
 use mss_shared::model::{normalize_address, LoginRecord, Record};
 
 use crate::capture::Capture;
@@ -101,12 +102,39 @@ fn field<'a>(e: &'a DovecotEvent, k: &str) -> Option<&'a str> {
     e.fields.get(k).and_then(|v| v.as_str())
 }
 
-async fn dovecot(State(ctx): State<Arc<EventsContext>>, body: Bytes) -> Reply {
-    let ev: DovecotEvent = match serde_json::from_slice(&body) {
+/// Why an event is refused: HTTP status, metric label, one-line message.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refused {
+    pub status: StatusCode,
+    pub reason: &'static str,
+    pub msg: String,
+}
+
+fn refused<T>(status: StatusCode, reason: &'static str, msg: String) -> Result<T, Refused> {
+    Err(Refused {
+        status,
+        reason,
+        msg,
+    })
+}
+
+/// What a Dovecot event becomes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DovecotOutcome {
+    /// Not a login to record (200, with this reason).
+    Ignored(&'static str),
+    Login(LoginRecord),
+}
+
+/// Decode and check one `event_exporter` event (no I/O: fuzzed).
+///
+/// # Errors
+/// [`Refused`] for bad JSON, a missing or bad user, a bad time.
+pub fn parse_dovecot(body: &[u8]) -> Result<DovecotOutcome, Refused> {
+    let ev: DovecotEvent = match serde_json::from_slice(body) {
         Ok(e) => e,
         Err(e) => {
-            return reject(
-                &ctx,
+            return refused(
                 StatusCode::BAD_REQUEST,
                 "bad_json",
                 format!("bad JSON: {e}"),
@@ -114,23 +142,19 @@ async fn dovecot(State(ctx): State<Arc<EventsContext>>, body: Bytes) -> Reply {
         }
     };
     if ev.event.as_deref() != Some("auth_request_finished") {
-        return (
-            StatusCode::OK,
-            "ignored: not auth_request_finished\n".into(),
-        );
+        return Ok(DovecotOutcome::Ignored("not auth_request_finished"));
     }
     if field(&ev, "success") != Some("yes") {
-        return (StatusCode::OK, "ignored: not a successful login\n".into());
+        return Ok(DovecotOutcome::Ignored("not a successful login"));
     }
     let service = field(&ev, "service")
         .unwrap_or("unknown")
         .to_ascii_lowercase();
     if service == "doveadm" {
-        return (StatusCode::OK, "ignored: doveadm\n".into());
+        return Ok(DovecotOutcome::Ignored("doveadm"));
     }
     let Some(user) = field(&ev, "user") else {
-        return reject(
-            &ctx,
+        return refused(
             StatusCode::BAD_REQUEST,
             "missing_field",
             "fields.user is missing".into(),
@@ -138,24 +162,21 @@ async fn dovecot(State(ctx): State<Arc<EventsContext>>, body: Bytes) -> Reply {
     };
     let bal = normalize_address(user);
     if !valid_bal(&bal) {
-        return reject(
-            &ctx,
+        return refused(
             StatusCode::BAD_REQUEST,
             "bad_address",
             format!("fields.user {user:?} is not a mailbox address"),
         );
     }
     let Some(t) = ev.end_time.as_ref().and_then(parse_time) else {
-        return reject(
-            &ctx,
+        return refused(
             StatusCode::BAD_REQUEST,
             "bad_time",
             "end_time is missing or not RFC 3339 / unix seconds".into(),
         );
     };
     if !plausible(t) {
-        return reject(
-            &ctx,
+        return refused(
             StatusCode::BAD_REQUEST,
             "bad_time",
             format!(
@@ -164,17 +185,23 @@ async fn dovecot(State(ctx): State<Arc<EventsContext>>, body: Bytes) -> Reply {
             ),
         );
     }
-    store(
-        &ctx,
-        vec![LoginRecord {
-            bal,
-            time_us: t,
-            service,
-            source: "dovecot".into(),
-        }],
-    )
-    .await;
-    (StatusCode::OK, "stored\n".into())
+    Ok(DovecotOutcome::Login(LoginRecord {
+        bal,
+        time_us: t,
+        service,
+        source: "dovecot".into(),
+    }))
+}
+
+async fn dovecot(State(ctx): State<Arc<EventsContext>>, body: Bytes) -> Reply {
+    match parse_dovecot(&body) {
+        Err(r) => reject(&ctx, r.status, r.reason, r.msg),
+        Ok(DovecotOutcome::Ignored(why)) => (StatusCode::OK, format!("ignored: {why}\n")),
+        Ok(DovecotOutcome::Login(rec)) => {
+            store(&ctx, vec![rec]).await;
+            (StatusCode::OK, "stored\n".into())
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -192,11 +219,14 @@ enum OneOrMany {
     Many(Vec<GenericLogin>),
 }
 
-async fn logins(State(ctx): State<Arc<EventsContext>>, body: Bytes) -> Reply {
-    let list = match serde_json::from_slice::<serde_json::Value>(&body) {
+/// Decode and check a `/v1/logins` body: all entries or none (no I/O: fuzzed).
+///
+/// # Errors
+/// [`Refused`] naming the first bad entry.
+pub fn parse_logins(body: &[u8]) -> Result<Vec<LoginRecord>, Refused> {
+    let list = match serde_json::from_slice::<serde_json::Value>(body) {
         Err(e) => {
-            return reject(
-                &ctx,
+            return refused(
                 StatusCode::BAD_REQUEST,
                 "bad_json",
                 format!("bad JSON: {e}"),
@@ -204,16 +234,15 @@ async fn logins(State(ctx): State<Arc<EventsContext>>, body: Bytes) -> Reply {
         }
         // Decode again with the exact shape to name the offending field.
         Ok(serde_json::Value::Array(_)) => {
-            serde_json::from_slice::<Vec<GenericLogin>>(&body).map(OneOrMany::Many)
+            serde_json::from_slice::<Vec<GenericLogin>>(body).map(OneOrMany::Many)
         }
-        Ok(_) => serde_json::from_slice::<GenericLogin>(&body).map(OneOrMany::One),
+        Ok(_) => serde_json::from_slice::<GenericLogin>(body).map(OneOrMany::One),
     };
     let list = match list {
         Ok(OneOrMany::One(l)) => vec![l],
         Ok(OneOrMany::Many(v)) => v,
         Err(e) => {
-            return reject(
-                &ctx,
+            return refused(
                 StatusCode::BAD_REQUEST,
                 "bad_field",
                 format!("expected {{\"bal\", \"time\", \"service\"}} or an array of them: {e}"),
@@ -224,24 +253,21 @@ async fn logins(State(ctx): State<Arc<EventsContext>>, body: Bytes) -> Reply {
     for (i, l) in list.into_iter().enumerate() {
         let bal = normalize_address(&l.bal);
         if !valid_bal(&bal) {
-            return reject(
-                &ctx,
+            return refused(
                 StatusCode::BAD_REQUEST,
                 "bad_address",
                 format!("entry {i}: bal {:?} is not a mailbox address", l.bal),
             );
         }
         let Ok(t) = l.time.parse::<jiff::Timestamp>() else {
-            return reject(
-                &ctx,
+            return refused(
                 StatusCode::BAD_REQUEST,
                 "bad_time",
                 format!("entry {i}: time {:?} is not RFC 3339", l.time),
             );
         };
         if !plausible(t.as_microsecond()) {
-            return reject(
-                &ctx,
+            return refused(
                 StatusCode::BAD_REQUEST,
                 "bad_time",
                 format!("entry {i}: time {} is not plausible", l.time),
@@ -254,8 +280,7 @@ async fn logins(State(ctx): State<Arc<EventsContext>>, body: Bytes) -> Reply {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return reject(
-                &ctx,
+            return refused(
                 StatusCode::BAD_REQUEST,
                 "bad_field",
                 format!(
@@ -271,9 +296,18 @@ async fn logins(State(ctx): State<Arc<EventsContext>>, body: Bytes) -> Reply {
             source: "api".into(),
         });
     }
-    let n = recs.len();
-    store(&ctx, recs).await;
-    (StatusCode::OK, format!("stored {n}\n"))
+    Ok(recs)
+}
+
+async fn logins(State(ctx): State<Arc<EventsContext>>, body: Bytes) -> Reply {
+    match parse_logins(&body) {
+        Err(r) => reject(&ctx, r.status, r.reason, r.msg),
+        Ok(recs) => {
+            let n = recs.len();
+            store(&ctx, recs).await;
+            (StatusCode::OK, format!("stored {n}\n"))
+        }
+    }
 }
 
 async fn too_large(ctx: Arc<EventsContext>) -> Reply {
@@ -316,9 +350,50 @@ pub fn router(ctx: Arc<EventsContext>) -> Router {
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
     ctx: Arc<EventsContext>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    serve_http_auth(listener, ctx, None, stop).await
+}
+
+/// The router, answering `401` to any request without
+/// `Authorization: Bearer <token>` when a token is configured.
+pub fn router_auth(ctx: Arc<EventsContext>, token: Option<Token>) -> Router {
+    let r = router(ctx);
+    let Some(token) = token else {
+        return r;
+    };
+    let token = Arc::new(token);
+    r.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let token = token.clone();
+            async move {
+                let auth = req
+                    .headers()
+                    .get(axum::http::header::AUTHORIZATION)
+                    .map(|v| v.as_bytes());
+                if !token.accepts(auth) {
+                    use axum::response::IntoResponse;
+                    return (
+                        StatusCode::UNAUTHORIZED,
+                        [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                        "missing or wrong bearer token\n",
+                    )
+                        .into_response();
+                }
+                next.run(req).await
+            }
+        },
+    ))
+}
+
+/// [`serve_http`] with an optional bearer token ([`router_auth`]).
+pub async fn serve_http_auth(
+    listener: tokio::net::TcpListener,
+    ctx: Arc<EventsContext>,
+    token: Option<Token>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let res = axum::serve(listener, router(ctx))
+    let res = axum::serve(listener, router_auth(ctx, token))
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|s| *s).await;
         })

@@ -69,6 +69,7 @@ impl ProxyContext {
         };
         let limits = Limits {
             max_recipients: cfg.max_recipients,
+            max_message_bytes: cfg.max_message_bytes,
             hostname: cfg.hostname.clone(),
             ..Limits::default()
         };
@@ -148,6 +149,25 @@ async fn write_client(client: &mut BoxStream, gone: &mut bool, bytes: &[u8]) {
         *gone = true;
     }
 }
+
+/// After our last reply to a client we are dropping while it may still be
+/// sending (long line, oversized message): send FIN, then read and discard
+/// for a short while, so that closing with unread data (a TCP reset) does not
+/// destroy the reply before the client has read it.
+async fn linger(client: &mut BoxStream, gone: bool) {
+    if gone {
+        return;
+    }
+    let _ = client.shutdown().await;
+    let mut sink = vec![0u8; 16 * 1024];
+    let _ = tokio::time::timeout(LINGER, async {
+        while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+/// How long [`linger`] drains a client after the final reply.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// Read one complete reply (used before the session proper: upstream STARTTLS).
 async fn read_reply(
@@ -275,6 +295,15 @@ async fn session(
     };
     let mut obs = Observer::new(ctx.limits.clone(), ctx.client_tls.is_some());
     if let Err(e) = obs.upstream_input(&greeting) {
+        // Not SMTP (or an unexpected extra reply): the client must still get
+        // a proper answer instead of a silent close.
+        metrics.proxy.upstream_errors.inc();
+        tracing::warn!("proxy: upstream {} misbehaves: {}", ctx.cfg.upstream, e.0);
+        let msg = format!(
+            "421 4.4.1 {} Upstream error, try again later\r\n",
+            ctx.cfg.hostname
+        );
+        write_client(&mut client, &mut gone, msg.as_bytes()).await;
         return Err(e.0);
     }
     let client_timeout = Duration::from_secs(ctx.cfg.client_timeout_secs);
@@ -283,6 +312,7 @@ async fn session(
     let mut cbuf = vec![0u8; 16 * 1024];
     let mut ubuf = vec![0u8; 16 * 1024];
     let mut client_eof = false;
+    let mut partial_since: Option<tokio::time::Instant> = None;
     let mut stopping = *shutdown.borrow();
     loop {
         // Drain what the observer produced.
@@ -343,6 +373,8 @@ async fn session(
                     metrics.proxy.protocol_errors.inc();
                     replies.extend_from_slice(&reply);
                     write_client(&mut client, &mut gone, &replies).await;
+                    drop(up); // an unfinished message must never be completed
+                    linger(&mut client, gone).await;
                     return Err(format!(
                         "closed: {}",
                         String::from_utf8_lossy(&reply).trim_end()
@@ -368,8 +400,18 @@ async fn session(
             return Ok(());
         }
         let waiting_upstream = obs.in_flight() > 0;
+        // A command line must be complete within client_timeout of its first
+        // byte: a client dripping one byte at a time (slowloris) cannot hold
+        // a session slot forever by resetting the idle timer.
+        match (obs.partial_command(), partial_since) {
+            (true, None) => partial_since = Some(tokio::time::Instant::now()),
+            (false, Some(_)) => partial_since = None,
+            _ => {}
+        }
         let timeout = if waiting_upstream {
             upstream_timeout
+        } else if let Some(t0) = partial_since {
+            (t0 + client_timeout).saturating_duration_since(tokio::time::Instant::now())
         } else {
             client_timeout
         };

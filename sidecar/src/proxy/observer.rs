@@ -17,8 +17,8 @@
 //!   reply is seen; then they are parsed in the right state.
 //! - Message bodies go through `smtp_proto::DataReceiver` (dot-unstuffing,
 //!   TAILLE) and a guard: a lone `.` line next to a bare LF (`\n.\r\n`,
-//!   `\r\n.\n`, `\n.\n`) is where servers disagree about end-of-data (SMTP
-//!   smuggling). The proxy refuses the message (`554 5.5.2`) and drops the
+//!   `\r\n.\n`, `\n.\n`) or followed by extra CRs (`\r\n.\r\r\n`) is where
+//!   servers disagree about end-of-data (SMTP smuggling). The proxy refuses the message (`554 5.5.2`) and drops the
 //!   upstream connection before any such byte reaches it, so upstream and
 //!   observer can never disagree.
 //! - Replies are matched in order to the queue of commands in flight
@@ -39,6 +39,8 @@ pub struct Limits {
     /// Longest command line accepted (bytes, CRLF included).
     pub max_line: usize,
     pub max_recipients: usize,
+    /// Largest message body (unstuffed bytes); 0: no limit.
+    pub max_message_bytes: u64,
     /// Bytes held behind a barrier before we give up on the client.
     pub max_held: usize,
     /// Name in our own replies.
@@ -52,6 +54,7 @@ impl Default for Limits {
         Limits {
             max_line: 4096,
             max_recipients: 1000,
+            max_message_bytes: 0,
             max_held: 1 << 20,
             hostname: "mss-sidecar".into(),
             policy: None,
@@ -249,6 +252,11 @@ impl DotGuard {
                             Guard::Smuggling
                         };
                     }
+                    if b == b'\r' {
+                        // `.\r\r…\n`: smtp-proto (and servers built on it)
+                        // end the data here, Postfix does not. Ambiguous.
+                        return Guard::Smuggling;
+                    }
                     self.dot = 0;
                 }
                 _ => {}
@@ -358,6 +366,16 @@ impl Observer {
             && self.held.is_empty()
             && self.txn.is_none()
             && self.rcpts_sent == 0
+    }
+
+    /// True while the client has sent part of a command line (or SASL
+    /// line) and not its end: the session bounds how long that may take.
+    pub fn partial_command(&self) -> bool {
+        !self.line.is_empty()
+            && matches!(
+                self.state,
+                ClientState::Command | ClientState::AuthLine { .. }
+            )
     }
 
     /// True while a message (DATA or BDAT) is in progress or awaiting its final reply.
@@ -619,12 +637,29 @@ impl Observer {
         let is_last = rx.is_last;
         let rest = it.as_slice();
         let used = data.len() - rest.len();
-        self.to_upstream.extend_from_slice(&data[..used]);
         self.body.push(&sink);
+        // Checked before forwarding: the bytes that cross the limit (maybe
+        // the end of the message) never reach the upstream.
+        if self.too_big() {
+            return &[];
+        }
+        self.to_upstream.extend_from_slice(&data[..used]);
         if done {
             self.finish_bdat_chunk(is_last);
         }
         rest
+    }
+
+    /// Past `max_message_bytes`: refuse the message and close (the
+    /// upstream connection is dropped without the end of the message, so it
+    /// discards what it got).
+    fn too_big(&mut self) -> bool {
+        let max = self.limits.max_message_bytes;
+        if max == 0 || self.body.size <= max {
+            return false;
+        }
+        self.local_close(b"552 5.3.4 Message size exceeds fixed maximum message size\r\n");
+        true
     }
 
     fn finish_bdat_chunk(&mut self, last: bool) {
@@ -664,6 +699,11 @@ impl Observer {
         let upto = body.sink.len() - keep;
         self.body.push(&body.sink[..upto]);
         body.sink.drain(..upto);
+        // Checked before forwarding: the bytes that cross the limit (maybe
+        // the end-of-data dot) never reach the upstream.
+        if self.too_big() {
+            return &[];
+        }
         self.to_upstream.extend_from_slice(chunk);
         if ended {
             self.state = ClientState::Command;
@@ -738,7 +778,7 @@ impl Observer {
             Pending::Data => {
                 self.state = if code == 354 {
                     ClientState::Data(Box::new(DataBody {
-                        rx: DataReceiver::new(),
+                        rx: primed_receiver(),
                         guard: DotGuard::new(),
                         sink: Vec::with_capacity(1024),
                     }))
@@ -848,6 +888,17 @@ impl Observer {
         }
         out
     }
+}
+
+/// A `DataReceiver` that knows the body starts at a line start (after the
+/// `DATA\r\n` command): fresh, it would neither end an empty message at
+/// its first `.\r\n` nor unstuff a first line starting with `..`.
+fn primed_receiver() -> DataReceiver {
+    let mut rx = DataReceiver::new();
+    let mut scratch = Vec::with_capacity(2);
+    let done = rx.ingest(&mut b"\r\n".iter(), &mut scratch);
+    debug_assert!(!done);
+    rx
 }
 
 /// Index just past the end of the first complete reply in `buf`, if any.
@@ -1209,5 +1260,96 @@ mod tests {
 
         let mut o = Observer::new(Limits::default(), false);
         assert!(o.upstream_input(b"HTTP/1.1 400 Bad\r\n").is_err());
+    }
+
+    #[test]
+    fn message_over_max_message_bytes_is_refused_and_never_completed() {
+        let limits = Limits {
+            max_message_bytes: 10,
+            ..Limits::default()
+        };
+        let mut o = Observer::new(limits, false);
+        o.upstream_input(b"220 x\r\n").unwrap();
+        o.client_input(b"MAIL FROM:<a@ch.fr>\r\nRCPT TO:<b@x.fr>\r\nDATA\r\n");
+        o.upstream_input(b"250 ok\r\n250 ok\r\n354 go\r\n").unwrap();
+        o.take_client();
+        o.take_upstream();
+        o.client_input(b"0123456789");
+        assert!(o.take_client().is_empty(), "10 bytes is within the limit");
+        o.client_input(b"abc\r\n.\r\n");
+        assert_eq!(
+            o.take_client(),
+            vec![ClientItem::Close(
+                b"552 5.3.4 Message size exceeds fixed maximum message size\r\n".to_vec()
+            )]
+        );
+        let up = o.take_upstream();
+        assert!(
+            !up.ends_with(b"\r\n.\r\n"),
+            "the end of data never reaches the upstream"
+        );
+        o.client_input(b"QUIT\r\n");
+        assert!(o.take_upstream().is_empty() && o.take_client().is_empty());
+    }
+
+    #[test]
+    fn partial_command_is_reported_until_its_line_ends() {
+        let mut o = Observer::new(Limits::default(), false);
+        o.upstream_input(b"220 x\r\n").unwrap();
+        assert!(!o.partial_command());
+        o.client_input(b"EH");
+        assert!(o.partial_command());
+        o.client_input(b"LO x\r\n");
+        assert!(!o.partial_command());
+    }
+
+    /// Drive one DATA body (after `354`) and return the client items and
+    /// what reached the upstream.
+    fn data_session(body: &[u8]) -> (Vec<ClientItem>, Vec<u8>) {
+        let mut o = Observer::new(Limits::default(), false);
+        o.upstream_input(b"220 x\r\n").unwrap();
+        o.client_input(b"MAIL FROM:<a@ch.fr>\r\nRCPT TO:<b@x.fr>\r\nDATA\r\n");
+        o.upstream_input(b"250 ok\r\n250 ok\r\n354 go\r\n").unwrap();
+        o.take_client();
+        o.take_upstream();
+        o.client_input(body);
+        let up = o.take_upstream();
+        if o.in_flight() > 0 {
+            let _ = o.upstream_input(b"250 2.0.0 Ok: queued as Q1\r\n");
+        }
+        (o.take_client(), up)
+    }
+
+    #[test]
+    fn empty_message_ends_at_the_first_dot_line() {
+        // Found by fuzz_smoke: smtp-proto's DataReceiver starts without a
+        // preceding CRLF and did not see this end (debug_assert fired).
+        let (items, up) = data_session(b".\r\n");
+        assert_eq!(up, b".\r\n");
+        match &items[..] {
+            [ClientItem::Commit(a, _)] => assert_eq!(a.size, 0),
+            other => panic!("{other:?}"),
+        }
+        // And a first line starting with a dot is unstuffed like the others.
+        let (items, _) = data_session(b"..x\r\n.\r\n");
+        match &items[..] {
+            [ClientItem::Commit(a, _)] => assert_eq!(a.size, 4, ".x CRLF"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dot_cr_cr_lf_is_refused_like_smuggling() {
+        // Found by fuzz_smoke: smtp-proto ends the data at `\r\n.\r\r\n`,
+        // Postfix does not: two servers would disagree on where the message ends.
+        let (items, up) = data_session(b"hello\r\n.\r\r\nMAIL FROM:<x@y>\r\n.\r\n");
+        assert_eq!(
+            up, b"",
+            "nothing from the ambiguous line on reaches the upstream"
+        );
+        assert!(
+            matches!(&items[..], [ClientItem::Close(r)] if r.starts_with(b"554 5.5.2")),
+            "{items:?}"
+        );
     }
 }
