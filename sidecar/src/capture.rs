@@ -34,16 +34,56 @@ pub trait Sink: Send + Sync + 'static {
 }
 
 /// The RocksDB capture store as a sink.
+///
+/// After a failed write (a full or failing disk) RocksDB keeps refusing
+/// writes even once the cause is gone (a "background error" that its C API
+/// cannot clear): the sink then closes the database and reopens it, at most
+/// once a second, at the next commit. Acknowledged writes are synced in the
+/// WAL and come back with it; the failed batch was journaled by the writer.
 pub struct StoreSink {
-    pub store: CaptureStore,
+    store: std::sync::Mutex<Option<CaptureStore>>,
+    path: std::path::PathBuf,
+    last_reopen: std::sync::Mutex<Option<Instant>>,
     pub classifier: Classifier,
+}
+
+impl StoreSink {
+    pub fn new(store: CaptureStore, classifier: Classifier) -> Self {
+        StoreSink {
+            path: std::path::PathBuf::from(store.path()),
+            store: std::sync::Mutex::new(Some(store)),
+            last_reopen: std::sync::Mutex::new(None),
+            classifier,
+        }
+    }
 }
 
 impl Sink for StoreSink {
     fn commit(&self, records: &[Record]) -> Result<(), String> {
-        self.store
+        let mut guard = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            let mut last = self.last_reopen.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return Err("capture store closed after a write failure; reopening".into());
+            }
+            *last = Some(Instant::now());
+            match CaptureStore::open(&self.path) {
+                Ok(s) => {
+                    tracing::info!(store = %self.path.display(), "capture store reopened after a write failure");
+                    *guard = Some(s);
+                }
+                Err(e) => return Err(format!("reopening after a write failure: {e}")),
+            }
+        }
+        let store = guard.as_ref().expect("opened above");
+        let res = store
             .apply(records, &self.classifier, true)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string());
+        if res.is_err() {
+            // Close now (releases the LOCK): the next commit reopens.
+            *guard = None;
+        }
+        res
     }
 }
 

@@ -143,10 +143,7 @@ async fn serve(
     // Only now start the writer: an early error drops the store cleanly.
     let metrics = Arc::new(Metrics::default());
     let journal = Arc::new(Journal::new(cfg.store.journal_path()));
-    let sink = Arc::new(StoreSink {
-        store,
-        classifier: classifier.clone(),
-    });
+    let sink = Arc::new(StoreSink::new(store, classifier.clone()));
     let capture = Capture::start(sink, journal, cfg.store.commit_timeout(), metrics.clone());
     let ids = Arc::new(MailIdGen::new(&cfg.operator.node));
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -70,10 +70,7 @@ impl RunningProxy {
     /// Start what `cfg` configures, with the real RocksDB store.
     pub fn start_config(dir: &Path, cfg: Config) -> RunningProxy {
         let store = CaptureStore::open(&cfg.store.capture_path).expect("open store");
-        let sink = Arc::new(StoreSink {
-            store,
-            classifier: Classifier::from_config(&cfg),
-        });
+        let sink = Arc::new(StoreSink::new(store, Classifier::from_config(&cfg)));
         Self::start_with_sink(dir, cfg, sink)
     }
 
