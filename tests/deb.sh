@@ -6,7 +6,8 @@
 #  3. runs every binary's --version from the extracted package;
 #  4. as root, when no mss-sidecar package is installed already: `dpkg -i`,
 #     checks the user, directories and modes postinst made and that nothing
-#     was enabled, runs /usr/bin/mss-sidecar --version, then `dpkg -r`.
+#     was enabled, `systemd-analyze verify` of the installed units, runs
+#     /usr/bin/mss-sidecar --version, then `dpkg -r`.
 # Usage: tests/deb.sh [PROFILE]   (default: dev, the profile tests/run builds;
 # operators build the release package: see README "Debian package").
 set -euo pipefail
@@ -81,10 +82,15 @@ getent passwd mss >/dev/null || fail "postinst did not create the user mss"
 for u in mss-sidecar.service mss-export.timer; do
   ls /etc/systemd/system/*.wants/"$u" >/dev/null 2>&1 && fail "$u was enabled by the package"
 done
+# The installed units, against the installed binaries.
+command -v systemd-analyze >/dev/null || fail "systemd-analyze missing (apt-get install systemd)"
+systemd-analyze verify /lib/systemd/system/mss-sidecar.service /lib/systemd/system/mss-export.service \
+  /lib/systemd/system/mss-export.timer >"$W/verify.log" 2>&1 || { cat "$W/verify.log" >&2; fail "systemd-analyze verify"; }
+[ ! -s "$W/verify.log" ] || { cat "$W/verify.log" >&2; fail "systemd-analyze verify printed warnings"; }
 # Reinstalling (an upgrade) is idempotent: the user and modes stay.
 dpkg -i "$DEB" >"$W/dpkg.log" 2>&1 || { cat "$W/dpkg.log" >&2; fail "second dpkg -i failed"; }
 [ "$(stat -c '%U:%G %a' /var/lib/mss-sidecar)" = "mss:mss 700" ] || fail "upgrade changed /var/lib/mss-sidecar"
 dpkg -r mss-sidecar >"$W/dpkg.log" 2>&1 || { cat "$W/dpkg.log" >&2; fail "dpkg -r failed"; }
 [ ! -e /usr/bin/mss-sidecar ] || fail "dpkg -r left /usr/bin/mss-sidecar"
 [ -d /var/lib/mss-sidecar ] || fail "dpkg -r removed the state directory (captured figures must survive)"
-echo "deb: $(basename "$DEB"): contents, control, --version, dpkg -i (user mss, 0700 state, nothing enabled), upgrade, dpkg -r: OK"
+echo "deb: $(basename "$DEB"): contents, control, --version, dpkg -i (user mss, 0700 state, nothing enabled), systemd-analyze verify, upgrade, dpkg -r: OK"

@@ -21,7 +21,7 @@ SINK=$(port); HAP=$(port); SIDE=$(port)
 /usr/sbin/smtp-sink -u nobody -c 127.0.0.1:$SINK 256 >/dev/null & pids+=($!)
 printf 'global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\nlisten smtp\n  bind 127.0.0.1:%s\n  server sink 127.0.0.1:%s\n' $HAP $SINK > "$W/haproxy.cfg"
 haproxy -q -f "$W/haproxy.cfg" & pids+=($!)
-printf '[operator]\ndomains = ["ch-bench.mssante.fr"]\nnode = "bench"\n[store]\ncapture_path = "%s/capture"\nregistry_path = "%s/registry"\n[proxy]\nlisten = "127.0.0.1:%s"\nupstream = "127.0.0.1:%s"\n' "$W" "$W" $SIDE $SINK > "$W/config.toml"
+printf '[service]\nuser = "root"\n[operator]\ndomains = ["ch-bench.mssante.fr"]\nnode = "bench"\n[store]\ncapture_path = "%s/capture"\nregistry_path = "%s/registry"\n[proxy]\nlisten = "127.0.0.1:%s"\nupstream = "127.0.0.1:%s"\n' "$W" "$W" $SIDE $SINK > "$W/config.toml"
 MSS_LOG=warn "$T/mss-sidecar" --config "$W/config.toml" & pids+=($!)
 wait_port $SINK; wait_port $HAP; wait_port $SIDE
 echo "round | haproxy p50/p99/max µs | sidecar p50/p99/max µs"

@@ -20,6 +20,9 @@ wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/nul
 SINK=$(port); SIDE=$(port); EV=$(port)
 /usr/sbin/smtp-sink -u nobody -c 127.0.0.1:$SINK 256 >/dev/null 2>&1 & pids+=($!)
 cat > "$W/config.toml" <<CFG
+# Benchmarks run as root with their store in a root-only temp dir.
+[service]
+user = "root"
 [operator]
 domains = ["ch-bench.mssante.fr"]
 node = "bench"

@@ -49,6 +49,9 @@ listen smtp
 CFG
 haproxy -q -f "$W/haproxy.cfg" & pids+=($!)
 cat > "$W/config.toml" <<CFG
+# Benchmarks run as root with their store in a root-only temp dir.
+[service]
+user = "root"
 [operator]
 domains = ["ch-bench.mssante.fr"]
 node = "bench"

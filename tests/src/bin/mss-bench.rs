@@ -95,7 +95,7 @@ fn milter(rounds: u64, msgs: u64, sessions: u64, sidecar: &str) {
     std::fs::write(
         &cfg,
         format!(
-            "[operator]\ndomains = [\"ch-bench.mssante.fr\"]\nnode = \"bench\"\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\n[milter]\nlisten = \"127.0.0.1:{mport}\"\n",
+            "[service]\nuser = \"root\"\n[operator]\ndomains = [\"ch-bench.mssante.fr\"]\nnode = \"bench\"\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\n[milter]\nlisten = \"127.0.0.1:{mport}\"\n",
             dir.path().join("capture").display(),
             dir.path().join("registry").display()
         ),
