@@ -157,6 +157,22 @@ pub struct Policy {
     /// Refuse a new copy that loses more than this share of the domains.
     #[serde(default = "default_max_drop")]
     pub max_drop_percent: u32,
+    /// HTTPS address of the ANS liste blanche: fetched at start and every
+    /// `refresh_interval_secs`; a copy that passes the same checks as a
+    /// reload replaces `liste_blanche` (atomically), any other is refused and
+    /// the good copy kept.
+    #[serde(default)]
+    pub refresh_url: Option<String>,
+    /// CA certificates (PEM) trusted for `refresh_url`, and only those
+    /// (e.g. `/etc/ssl/certs/ca-certificates.crt`); required with it.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "default_refresh_interval")]
+    pub refresh_interval_secs: u64,
+}
+
+fn default_refresh_interval() -> u64 {
+    86_400
 }
 
 fn default_policy_mode() -> PolicyMode {
@@ -823,6 +839,29 @@ impl Config {
                     "must be between 0 and 100".into(),
                 );
             }
+            if let Some(u) = &p.refresh_url {
+                if !u.starts_with("https://") || u.len() <= "https://".len() {
+                    return bad(
+                        "policy.refresh_url",
+                        format!("{u:?}: must be an https:// address"),
+                    );
+                }
+                match &p.ca_file {
+                    None => {
+                        return bad(
+                            "policy.ca_file",
+                            "required with policy.refresh_url: the CA certificates (PEM) to trust for it".into(),
+                        )
+                    }
+                    Some(ca) if !ca.is_file() => {
+                        return bad("policy.ca_file", format!("{}: no such file", ca.display()))
+                    }
+                    Some(_) => {}
+                }
+                if p.refresh_interval_secs == 0 {
+                    return bad("policy.refresh_interval_secs", "must be at least 1".into());
+                }
+            }
             if !p.liste_blanche.is_file() {
                 return bad(
                     "policy.liste_blanche",
@@ -1024,6 +1063,14 @@ mod tests {
             (
                 "[operator]\ndomains = [\"a.fr\"]\n[store]\ncapture_path = \"relative\"\n",
                 "store.capture_path",
+            ),
+            (
+                "[operator]\ndomains = [\"a.fr\"]\n[policy]\nliste_blanche = \"/nonexistent.xml\"\nrefresh_url = \"http://x.fr/l.xml\"\nca_file = \"/nonexistent.pem\"\n",
+                "policy.refresh_url",
+            ),
+            (
+                "[operator]\ndomains = [\"a.fr\"]\n[policy]\nliste_blanche = \"/nonexistent.xml\"\nrefresh_url = \"https://x.fr/l.xml\"\n",
+                "policy.ca_file",
             ),
         ];
         for (text, key) in cases {

@@ -13,6 +13,13 @@
 //! SIGHUP, atomically (sessions keep the copy they started the RCPT with); a
 //! copy that does not parse, is empty, or loses more than
 //! `max_drop_percent` % of the domains is refused and the good one kept.
+//!
+//! With `refresh_url`, the list is also fetched over HTTPS (trusting only
+//! `ca_file`) at start and every `refresh_interval_secs`: a copy that parses,
+//! is not empty and is a plausible successor replaces the file atomically
+//! (temporary file, fsync, rename) and is loaded; anything else — HTTP error,
+//! TLS refusal, garbage, too large, too many domains lost — is logged as an
+//! error and the good copy stays.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -34,6 +41,46 @@ pub struct Policy {
     max_drop: u32,
     list: RwLock<Arc<ListeBlanche>>,
     mtime: Mutex<Option<SystemTime>>,
+    refresh: Option<Refresh>,
+}
+
+struct Refresh {
+    url: String,
+    every: Duration,
+    http: reqwest::Client,
+}
+
+/// Largest liste blanche accepted from `refresh_url` (the real one is ~1 MB).
+const MAX_LIST_BYTES: usize = 64 * 1024 * 1024;
+
+fn refresh_client(ca: &std::path::Path) -> Result<reqwest::Client, Error> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let bad = |why: String| Error::Config(format!("key `policy.ca_file`: {}: {why}", ca.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
+        .map_err(|e| bad(e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(bad("no PEM CA certificate in it".into()));
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::Other(format!("TLS setup: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(Duration::from_secs(120))
+        .connect_timeout(Duration::from_secs(20))
+        .user_agent(concat!("mss-sidecar/", env!("CARGO_PKG_VERSION")))
+        .no_proxy()
+        .build()
+        .map_err(|e| Error::Other(format!("HTTP client: {e}")))
 }
 
 impl std::fmt::Debug for Policy {
@@ -76,7 +123,16 @@ impl Policy {
             },
             "liste blanche loaded"
         );
+        let refresh = match (&p.refresh_url, &p.ca_file) {
+            (Some(url), Some(ca)) => Some(Refresh {
+                url: url.clone(),
+                every: Duration::from_secs(p.refresh_interval_secs.max(1)),
+                http: refresh_client(ca)?,
+            }),
+            _ => None,
+        };
         Ok(Some(Arc::new(Policy {
+            refresh,
             path: p.liste_blanche.clone(),
             enforce: p.mode == PolicyMode::Enforce,
             allow: p.allow.iter().cloned().collect(),
@@ -140,7 +196,67 @@ impl Policy {
         }
     }
 
-    /// Reload on file change (polled) and on SIGHUP, until `stop`.
+    /// Fetch `refresh_url` once; on success the file is replaced and
+    /// loaded. Returns the number of domains, or why the copy was refused.
+    async fn refresh_once(&self, r: &Refresh) -> Result<usize, String> {
+        let mut resp = r
+            .http
+            .get(&r.url)
+            .send()
+            .await
+            .map_err(|e| format!("{}: {}", r.url, error_chain(&e)))?;
+        if !resp.status().is_success() {
+            return Err(format!("{}: HTTP {}", r.url, resp.status()));
+        }
+        let mut body: Vec<u8> = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| format!("{}: {}", r.url, error_chain(&e)))?
+        {
+            if body.len() + chunk.len() > MAX_LIST_BYTES {
+                return Err(format!("{}: larger than {MAX_LIST_BYTES} bytes", r.url));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let new = ListeBlanche::parse(&body[..]).map_err(|e| format!("{}: {e}", r.url))?;
+        let cur = self.list();
+        if !cur.plausible_successor(&new, self.max_drop) {
+            return Err(format!(
+                "{}: {} domains instead of {}: empty or more than policy.max_drop_percent = {} % lost",
+                r.url,
+                new.len(),
+                cur.len(),
+                self.max_drop
+            ));
+        }
+        let part = self.path.with_extension("xml.part");
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&part)?;
+            f.write_all(&body)?;
+            f.sync_all()?;
+            std::fs::rename(&part, &self.path)
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&part);
+            format!("writing {}: {e}", self.path.display())
+        })?;
+        self.reload()
+    }
+
+    async fn refresh_logged(&self) {
+        let Some(r) = &self.refresh else { return };
+        match self.refresh_once(r).await {
+            Ok(n) => tracing::info!(domains = n, url = %r.url, "liste blanche refreshed"),
+            Err(e) => {
+                tracing::error!("liste blanche refresh refused, the current copy is kept: {e}")
+            }
+        }
+    }
+
+    /// Reload on file change (polled) and on SIGHUP, refresh from
+    /// `refresh_url` (at start, then periodically), until `stop`.
     pub async fn watch(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(s) => Some(s),
@@ -152,14 +268,33 @@ impl Policy {
             }
         };
         let mut tick = tokio::time::interval(Duration::from_secs(10));
+        let mut refresh_tick = tokio::time::interval(
+            self.refresh
+                .as_ref()
+                .map_or(Duration::from_secs(86_400), |r| r.every),
+        );
+        refresh_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = refresh_tick.tick(), if self.refresh.is_some() => self.refresh_logged().await,
                 _ = tick.tick() => if self.changed() { self.reload_logged("file changed") },
                 Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => self.reload_logged("SIGHUP"),
                 r = stop.changed() => if r.is_err() || *stop.borrow() { return },
             }
         }
     }
+}
+
+/// An error with its causes (reqwest's Display hides the TLS reason).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 /// Count and log a recipient outside the Espace de Confiance, and keep it

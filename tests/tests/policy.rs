@@ -278,3 +278,163 @@ fn mss_admin_listeblanche_check_and_stats_on_the_real_file() {
     assert!(out.contains("generated     2025-03-13T14:54:10Z"), "{out}");
     assert!(out.contains("mode          report"), "{out}");
 }
+
+/// A local HTTPS server (certificate from a test CA, no client certificate
+/// asked) answering every GET with the current `body`, or `status` when set.
+struct ListServer {
+    addr: std::net::SocketAddr,
+    body: std::sync::Arc<std::sync::Mutex<(u16, Vec<u8>)>>,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ListServer {
+    fn start(leaf: &mss_tests::sipil::Leaf) -> ListServer {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf.key_der.clone()));
+        let cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.cert_der.clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap();
+        let body = std::sync::Arc::new(std::sync::Mutex::new((200u16, Vec::new())));
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (b, h) = (body.clone(), hits.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::from_std(l).unwrap();
+                loop {
+                    let Ok((s, _)) = l.accept().await else { continue };
+                    let (acc, b, h) = (acceptor.clone(), b.clone(), h.clone());
+                    tokio::spawn(async move {
+                        let Ok(mut tls) = acc.accept(s).await else { return };
+                        let mut req = Vec::new();
+                        let mut buf = [0u8; 4096];
+                        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match tls.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => req.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        h.fetch_add(1, Ordering::SeqCst);
+                        let (status, body) = b.lock().unwrap().clone();
+                        let head = format!(
+                            "HTTP/1.1 {status} X\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        );
+                        let _ = tls.write_all(head.as_bytes()).await;
+                        let _ = tls.write_all(&body).await;
+                        let _ = tls.shutdown().await;
+                    });
+                }
+            });
+        });
+        ListServer { addr, body, hits }
+    }
+
+    fn serve(&self, status: u16, body: &[u8]) {
+        *self.body.lock().unwrap() = (status, body.to_vec());
+    }
+
+    /// Wait until `n` more requests were answered.
+    fn wait_hits(&self, n: usize) {
+        use std::sync::atomic::Ordering;
+        let start = self.hits.load(Ordering::SeqCst);
+        wait(|| (self.hits.load(Ordering::SeqCst) >= start + n).then_some(()));
+    }
+}
+
+#[test]
+fn refresh_url_replaces_the_list_and_a_bad_refresh_keeps_the_good_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = mss_tests::sipil::Ca::new("Test list CA");
+    let rogue = mss_tests::sipil::Ca::new("Rogue CA");
+    let server = ListServer::start(&ca.server());
+    let real = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/data/listeblanchemssante-2025-03-13.xml"),
+    )
+    .unwrap();
+    let start = |name: &str, ca_pem: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let list = liste(&d);
+        std::fs::write(d.join("ca.pem"), ca_pem).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cfg = format!(
+            "{}\n[policy]\nliste_blanche = \"{list}\"\nrefresh_url = \"https://127.0.0.1:{}/listeblanchemssante.xml\"\nca_file = \"{}\"\nrefresh_interval_secs = 1\n",
+            milter_config_text(&d, &format!("127.0.0.1:{port}")),
+            server.addr.port(),
+            d.join("ca.pem").display()
+        );
+        std::fs::write(d.join("config.toml"), cfg).unwrap();
+        let child = std::process::Command::new(mss_tests::sidecar::bin("mss-sidecar"))
+            .arg("--config")
+            .arg(d.join("config.toml"))
+            .env("MSS_LOG", "info")
+            .stderr(std::fs::File::create(d.join("log")).unwrap())
+            .spawn()
+            .unwrap();
+        (d, list, child)
+    };
+    let log = |d: &Path| std::fs::read_to_string(d.join("log")).unwrap_or_default();
+
+    // A good copy (the real list) replaces the 2-domain one at start.
+    server.serve(200, &real);
+    let (d, list, mut child) = start("good", &ca.pem());
+    wait(|| (std::fs::read(&list).ok()? == real).then_some(()));
+    wait(|| log(&d).contains("liste blanche refreshed").then_some(()));
+
+    // Garbage, an HTTP error, a copy that lost two thirds of the domains:
+    // each refused, logged, and the good copy stays on disk.
+    for (status, body, why) in [
+        (
+            200u16,
+            b"<html>502 Bad Gateway</html>".to_vec(),
+            "refresh refused",
+        ),
+        (503, real.clone(), "HTTP 503"),
+        (
+            200,
+            real[..real.len() / 3].to_vec(),
+            "domains instead of 5002",
+        ),
+    ] {
+        server.serve(status, &body);
+        server.wait_hits(2);
+        wait(|| log(&d).contains(why).then_some(()));
+        assert_eq!(std::fs::read(&list).unwrap(), real, "after {why}");
+    }
+    assert!(!d.join("listeblanche.xml.part").exists());
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // A server whose certificate is not from ca_file: refused, file untouched.
+    server.serve(200, &real);
+    let (d2, list2, mut child2) = start("rogue", &rogue.pem());
+    let before = std::fs::read(&list2).unwrap();
+    wait(|| log(&d2).contains("refresh refused").then_some(()));
+    assert!(
+        log(&d2).to_lowercase().contains("certificate"),
+        "{}",
+        log(&d2)
+    );
+    assert_eq!(std::fs::read(&list2).unwrap(), before);
+    let _ = child2.kill();
+    let _ = child2.wait();
+}
