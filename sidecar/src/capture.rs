@@ -31,6 +31,11 @@ use crate::metrics::Metrics;
 pub trait Sink: Send + Sync + 'static {
     /// Durably apply all records (one atomic, synced write), or fail.
     fn commit(&self, records: &[Record]) -> Result<(), String>;
+
+    /// Size on disk, for the `mss_store_bytes` gauge (when known).
+    fn size(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The RocksDB capture store as a sink.
@@ -84,6 +89,11 @@ impl Sink for StoreSink {
             *guard = None;
         }
         res
+    }
+
+    fn size(&self) -> Option<u64> {
+        let guard = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().map(CaptureStore::approximate_size)
     }
 }
 
@@ -342,6 +352,7 @@ fn writer_loop(
     const MAX_BATCH: usize = 4096;
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut records: Vec<Record> = Vec::with_capacity(MAX_BATCH);
+    let mut sized: Option<Instant> = None;
     while let Some(first) = rx.blocking_recv() {
         jobs.push(first);
         while jobs.len() < MAX_BATCH {
@@ -375,6 +386,12 @@ fn writer_loop(
         let ok = res.is_ok();
         for j in jobs.drain(..) {
             let _ = j.ack.send(res.clone());
+        }
+        if sized.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            sized = Some(Instant::now());
+            if let Some(n) = sink.size() {
+                metrics.store_bytes.set(n);
+            }
         }
         if ok && journal.is_dirty() {
             match journal.replay(sink.as_ref()) {

@@ -13,6 +13,9 @@ use mss_shared::model::Record;
 pub struct Counter(AtomicU64);
 
 impl Counter {
+    pub fn set(&self, n: u64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
     pub fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
@@ -109,6 +112,11 @@ pub struct Metrics {
     pub outside: LabelCounters,
     /// Login events refused by the events endpoint, by reason.
     pub events_rejected: LabelCounters,
+    /// Rows captured by front end and operator domain (label value
+    /// `<frontend>",domain="<domain>`: operator domains only, a bounded set).
+    pub rows_by_domain: LabelCounters,
+    /// Capture store size on disk (SST files), refreshed by the writer.
+    pub store_bytes: Counter,
 }
 
 /// Counters keyed by a label value (a handful of distinct values).
@@ -117,8 +125,12 @@ pub struct LabelCounters(std::sync::Mutex<std::collections::BTreeMap<String, u64
 
 impl LabelCounters {
     pub fn inc(&self, label: &str) {
+        self.add(label, 1);
+    }
+
+    pub fn add(&self, label: &str, n: u64) {
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry(label.to_string()).or_default() += 1;
+        *m.entry(label.to_string()).or_default() += n;
     }
 
     pub fn get(&self, label: &str) -> u64 {
@@ -235,6 +247,17 @@ impl Metrics {
             "login events refused by the events endpoint, by reason",
             "reason",
             &mut o,
+        );
+        self.rows_by_domain.render(
+            "mss_domain_rows_total",
+            "Echanges rows captured, by front end and operator domain",
+            "frontend",
+            &mut o,
+        );
+        let _ = writeln!(
+            o,
+            "# HELP mss_store_bytes capture store size on disk (SST files)\n# TYPE mss_store_bytes gauge\nmss_store_bytes {}",
+            self.store_bytes.get()
         );
         o
     }

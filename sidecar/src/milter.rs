@@ -190,7 +190,8 @@ async fn on_eom(ctx: &MilterContext, cx: &mut EomContext<Conn>) -> Status {
         m.queue_id = qid;
     }
     let metrics = &ctx.capture.metrics().milter;
-    let outbound = ctx.classifier.operator_domain(&m.sender).is_some();
+    let sender_domain = ctx.classifier.operator_domain(&m.sender);
+    let outbound = sender_domain.is_some();
     let inbound = m
         .recipients
         .iter()
@@ -218,6 +219,12 @@ async fn on_eom(ctx: &MilterContext, cx: &mut EomContext<Conn>) -> Status {
     ctx.capture.commit(Record::Message(rec)).await;
     metrics.transactions.inc();
     metrics.rows.add(rows);
+    if let Some(d) = sender_domain {
+        ctx.capture
+            .metrics()
+            .rows_by_domain
+            .add(&format!("milter\",domain=\"{d}"), rows);
+    }
     Status::Continue
 }
 

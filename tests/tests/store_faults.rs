@@ -193,6 +193,7 @@ fn full_store_keeps_mail_flowing_journals_and_capture_resumes_by_itself() {
     mail(&proxy, 1, bound);
     assert_eq!(wait_rows(&state, 40).len(), 40);
     assert_eq!(metric(&metrics, "mss_journal_records_total"), 0.0);
+    assert_eq!(metric(&metrics, "mss_domain_rows_total"), 40.0);
 
     // 2. Full disk: mail keeps flowing; within a few messages the WAL needs
     // a page the filesystem no longer has and records go to the journal

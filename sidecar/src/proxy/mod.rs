@@ -457,7 +457,8 @@ async fn session(
 
 /// Commit an accepted message (bounded wait), counting it.
 async fn record_message(ctx: &ProxyContext, acc: observer::Accepted) {
-    let outbound = ctx.classifier.operator_domain(&acc.sender).is_some();
+    let sender_domain = ctx.classifier.operator_domain(&acc.sender);
+    let outbound = sender_domain.is_some();
     let inbound = acc
         .recipients
         .iter()
@@ -486,4 +487,10 @@ async fn record_message(ctx: &ProxyContext, acc: observer::Accepted) {
     ctx.capture.commit(Record::Message(rec)).await;
     m.transactions.inc();
     m.rows.add(rows);
+    if let Some(d) = sender_domain {
+        ctx.capture
+            .metrics()
+            .rows_by_domain
+            .add(&format!("proxy\",domain=\"{d}"), rows);
+    }
 }
