@@ -27,9 +27,7 @@ use std::ffi::{CStr, CString};
 use std::future::Future;
 use std::sync::Arc;
 
-use indymilter::{
-    Callbacks, Context, EomContext, MacroStage, NegotiateContext, ProtoOpts, Status,
-};
+use indymilter::{Callbacks, Context, EomContext, MacroStage, NegotiateContext, ProtoOpts, Status};
 
 use mss_shared::model::{normalize_address, LoginRecord, MailIdGen, MessageRecord, Record};
 use mss_shared::store::capture::Classifier;
