@@ -277,6 +277,10 @@ fn milter_bypassed(log: &str) -> std::collections::HashSet<usize> {
         (q.len() >= 6 && q.chars().all(|c| c.is_ascii_alphanumeric())).then(|| q.to_string())
     };
     let mut smtpd_down: HashMap<String, bool> = HashMap::new();
+    // The message an smtpd is working on (its `client=` line): with the
+    // milter's no-reply options, a dead milter is noticed at RCPT, after
+    // that line, instead of at MAIL before it.
+    let mut smtpd_q: HashMap<String, String> = HashMap::new();
     let mut q_down: HashSet<String> = HashSet::new();
     let mut cleanup_last: HashMap<String, String> = HashMap::new();
     let mut cleanup_pending: HashSet<String> = HashSet::new();
@@ -289,13 +293,18 @@ fn milter_bypassed(log: &str) -> std::collections::HashSet<usize> {
         if name.ends_with("smtpd") {
             if l.contains(": connect from ") {
                 smtpd_down.insert(pid.clone(), false);
+                smtpd_q.remove(&pid);
             } else if milter_warning {
                 smtpd_down.insert(pid.clone(), true);
+                if let Some(q) = smtpd_q.get(&pid) {
+                    q_down.insert(q.clone());
+                }
             } else if l.contains(": client=") {
                 if let Some(q) = qid_of(l) {
                     if smtpd_down.get(&pid).copied().unwrap_or(false) {
-                        q_down.insert(q);
+                        q_down.insert(q.clone());
                     }
+                    smtpd_q.insert(pid.clone(), q);
                 }
             }
         } else if name == "cleanup" {
