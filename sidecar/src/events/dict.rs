@@ -103,7 +103,11 @@ impl Session {
             }
             'C' | 'D' => {
                 let recs = self.txns.remove(&f[0]).unwrap_or_default();
-                (Some(format!("O{}\n", f[0])), recs)
+                // Echo the id as received (still escaped): unescaped, an id
+                // holding `\x01n` would put a newline in our reply and
+                // inject a second reply line (found by fuzz_smoke).
+                let raw_id = rest.split('\t').next().unwrap_or("");
+                (Some(format!("O{raw_id}\n")), recs)
             }
             'A' => {
                 self.txns.remove(&f[0]);
@@ -206,6 +210,16 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn commit_reply_echoes_the_escaped_id_on_one_line() {
+        // Reproducer from fuzz_smoke (10 M run): an id with an escaped LF.
+        let mut s = Session::default();
+        let (r, _) = s.line("C1\x01n2");
+        assert_eq!(r.as_deref(), Some("O1\x01n2\n"));
+        let (r, _) = s.line("Cnte.fr\t1790000000");
+        assert_eq!(r.as_deref(), Some("Onte.fr\n"));
+    }
+
     use super::*;
 
     #[test]
