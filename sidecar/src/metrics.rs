@@ -130,7 +130,12 @@ impl LabelCounters {
 
     pub fn add(&self, label: &str, n: u64) {
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry(label.to_string()).or_default() += n;
+        match m.get_mut(label) {
+            Some(v) => *v += n,
+            None => {
+                m.insert(label.to_string(), n);
+            }
+        }
     }
 
     pub fn get(&self, label: &str) -> u64 {

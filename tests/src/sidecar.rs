@@ -176,6 +176,18 @@ pub fn row_triples(dir: &Path) -> Vec<(String, String, u64)> {
         .collect()
 }
 
+/// Wait (up to 20 s) until something accepts TCP connections on `addr`.
+pub fn wait_port(addr: &str) {
+    let t = std::time::Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{addr} never listened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Path of a workspace binary (built by `cargo build --bins`, which `tests/run` does).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();

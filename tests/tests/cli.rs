@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mss_tests::postfix::{Postfix, PostfixBuilder};
-use mss_tests::sidecar::{bin, config_text, DOMAIN};
+use mss_tests::sidecar::{bin, config_text, wait_port, DOMAIN};
 
 fn check(config: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -64,17 +64,6 @@ fn start_daemon(cfg_path: &std::path::Path) -> Daemon {
             .spawn()
             .unwrap(),
     )
-}
-
-fn wait_port(addr: &str) {
-    let t = Instant::now();
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "{addr} never listened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -19,10 +19,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mss_tests::postfix::{Postfix, PostfixBuilder};
-use mss_tests::sidecar::{bin, config_text, milter_config_text, rows, DOMAIN};
+use mss_tests::sidecar::{bin, config_text, milter_config_text, rows, wait_port, DOMAIN};
 
 fn spawn(cfg: &Path) -> Child {
     Command::new(bin("mss-sidecar"))
@@ -36,17 +36,6 @@ fn spawn(cfg: &Path) -> Child {
         })
         .spawn()
         .unwrap()
-}
-
-fn wait_port(addr: &str) {
-    let t = Instant::now();
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "{addr} never listened"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Send one message with two recipients; whether the final reply was 2xx.

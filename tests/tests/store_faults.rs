@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mss_tests::postfix::{Postfix, PostfixBuilder};
-use mss_tests::sidecar::{bin, config_text, row_triples, DOMAIN};
+use mss_tests::sidecar::{bin, config_text, row_triples, wait_port, DOMAIN};
 use mss_tests::swaks::send;
 
 struct Mount(std::path::PathBuf);
@@ -55,25 +55,6 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_port(addr: &str) {
-    let t = Instant::now();
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "{addr} never listened"
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -161,7 +142,7 @@ fn full_store_keeps_mail_flowing_journals_and_capture_resumes_by_itself() {
         return;
     };
     let pf: Postfix = PostfixBuilder::new().start().expect("private postfix");
-    let (pport, mport) = (free_port(), free_port());
+    let (pport, mport) = (Postfix::free_port(), Postfix::free_port());
     let proxy = format!("127.0.0.1:{pport}");
     let metrics = format!("127.0.0.1:{mport}");
     let journal = root.path().join("capture.journal");
