@@ -8,10 +8,12 @@
 //! - [`output`]: `--json` output structs.
 //! - [`listeblanche`]: the ANS liste blanche (Espace de Confiance domains).
 //! - [`exit`]: process exit codes; [`error`]: expected errors and their codes.
+//! - [`indicators`]: the ANS rules (addresses, admission, membership, Connexions), pure.
 
 pub mod config;
 pub mod error;
 pub mod exit;
+pub mod indicators;
 pub mod listeblanche;
 pub mod model;
 pub mod month;
