@@ -6,12 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 T=${CARGO_TARGET_DIR:-$HOME/.cache/mss-target}/release
-# The driver runs from the debug profile: the release build of mss-bench
-# aborts with a heap corruption inside PostfixBuilder::main_cf (safe code;
-# the debug build runs fine: not understood yet, see BENCHMARKS.md). It only
-# starts Postfix and smtp-source: the timed path does not go through it.
-DBG=${CARGO_TARGET_DIR:-$HOME/.cache/mss-target}/debug
-[ -x "$T/mss-sidecar" ] || { echo "error: $T/mss-sidecar missing: cargo build --release --bins" >&2; exit 2; }
-[ -x "$DBG/mss-bench" ] || { echo "error: $DBG/mss-bench missing: cargo build --bins" >&2; exit 2; }
+for b in mss-sidecar mss-bench; do
+  [ -x "$T/$b" ] || { echo "error: $T/$b missing: cargo build --release --bins" >&2; exit 2; }
+done
 export PATH="$PATH:/usr/sbin"
-exec "$DBG/mss-bench" milter "${1:-3}" "${2:-5000}" "${3:-20}" "$T/mss-sidecar"
+exec "$T/mss-bench" milter "${1:-3}" "${2:-5000}" "${3:-20}" "$T/mss-sidecar"

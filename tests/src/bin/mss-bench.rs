@@ -126,14 +126,20 @@ fn milter(rounds: u64, msgs: u64, sessions: u64, sidecar: &str) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let tune = |b: PostfixBuilder| {
+    // A plain `fn`, not a closure: rustc 1.95 at opt-level >= 2 miscompiles a
+    // closure called twice with a by-value builder that it returns (MIR GVN
+    // merges the two argument temporaries across the untupled rust-call: the
+    // second call gets the first one's freed Vec buffer, "double free").
+    // https://github.com/rust-lang/rust/issues/155241 ; reproducer and
+    // analysis in docs/reliability.md ("rustc miscompile").
+    fn tune(b: PostfixBuilder) -> PostfixBuilder {
         b.main_cf("default_process_limit = 200")
             .main_cf("smtpd_client_connection_count_limit = 0")
             .main_cf("smtpd_client_connection_rate_limit = 0")
             .main_cf("smtpd_client_message_rate_limit = 0")
             .main_cf("smtpd_client_recipient_rate_limit = 0")
             .main_cf("in_flow_delay = 0")
-    };
+    }
     let plain = tune(PostfixBuilder::new()).start().expect("postfix");
     let with = tune(PostfixBuilder::new())
         .main_cf(&format!("smtpd_milters = inet:127.0.0.1:{mport}"))
