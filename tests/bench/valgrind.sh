@@ -62,6 +62,7 @@ wait $evp; echo "  events/s under valgrind: $(cat "$W/events.out")"
 kill $side; for _ in $(seq 300); do kill -0 $side 2>/dev/null || break; sleep 0.2; done
 wait $side 2>/dev/null || true
 check "$W/vg-sidecar.log"
+"$T/mss-bench" rows "$W/capture" $((MSGS * 3)) | sed 's/^/  /'
 
 echo "2. mss-sidecar as the milter of a private Postfix, under memcheck"
 cat > "$W/vg-wrap" <<WRAP
@@ -76,6 +77,8 @@ echo "3. mss-export build, $ROWS rows in one month, under memcheck"
 doms=$("$T/mss-gen-capture" "$W/exp/capture" 2026-03 "$ROWS" 100 2>/dev/null)
 printf '[operator]\n%s\n[store]\ncapture_path = "%s"\nregistry_path = "%s"\n[export]\nout_dir = "%s"\n' \
   "$doms" "$W/exp/capture" "$W/exp/registry" "$W/exp/out" > "$W/exp.toml"
-$VG --log-file="$W/vg-export.log" "$T/mss-export" --config "$W/exp.toml" build --month 2026-03 >/dev/null
+$VG --log-file="$W/vg-export.log" "$T/mss-export" --config "$W/exp.toml" build --month 2026-03 > "$W/export.out" 2>&1
 check "$W/vg-export.log"
+grep "^2026-03:" "$W/export.out" | sed 's/^/  /'
+grep -q "^2026-03: 100 domains, $ROWS Echanges rows" "$W/export.out" || { echo "error: expected $ROWS Echanges rows" >&2; exit 1; }
 echo "all clean"

@@ -23,7 +23,7 @@ use mss_tests::guard::{output_within, signal, wait_within, Guard};
 use mss_tests::postfix::{Postfix, PostfixBuilder};
 
 fn usage() -> ! {
-    eprintln!("usage: mss-bench milter ROUNDS MESSAGES SESSIONS SIDECAR_BIN\n       mss-bench latency ADDR MESSAGES\n       mss-bench events ADDR SECONDS CONNECTIONS USERS");
+    eprintln!("usage: mss-bench milter ROUNDS MESSAGES SESSIONS SIDECAR_BIN\n       mss-bench latency ADDR MESSAGES\n       mss-bench events ADDR SECONDS CONNECTIONS USERS\n       mss-bench rows CAPTURE_PATH EXPECTED");
     std::process::exit(2)
 }
 
@@ -48,6 +48,7 @@ fn main() {
             arg(&a, 3),
             arg(&a, 4),
         ),
+        Some("rows") => rows(&a.get(1).cloned().unwrap_or_else(|| usage()), arg(&a, 2)),
         Some("latency") => latency(&a.get(1).cloned().unwrap_or_else(|| usage()), arg(&a, 2)),
         _ => usage(),
     }
@@ -164,21 +165,36 @@ fn milter(rounds: u64, msgs: u64, sessions: u64, sidecar: &str) {
     std::thread::sleep(Duration::from_secs(1));
     signal(side.id() as i64, "TERM");
     let _ = wait_within(&mut side.0, Duration::from_secs(30));
+    let rows = out_rows(&dir.path().join("capture"));
+    let want = rounds * msgs * 3;
+    if rows == want {
+        println!("store: {rows} rows = {rounds} x {msgs} x 3 (exact)");
+    } else {
+        eprintln!("error: store has {rows} rows, expected {want}");
+        std::process::exit(1);
+    }
+}
+
+/// Outbound rows of this month and the previous one in a capture store (the
+/// sidecar stopped or running: opened as a secondary).
+fn out_rows(capture: &std::path::Path) -> u64 {
     let sec = tempfile::tempdir().unwrap();
-    let store = mss_shared::store::capture::CaptureStore::open_secondary(
-        &dir.path().join("capture"),
-        sec.path(),
-    )
-    .unwrap();
+    let store =
+        mss_shared::store::capture::CaptureStore::open_secondary(capture, sec.path()).unwrap();
     let tz = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
     let mut rows = 0u64;
     let now = mss_shared::month::Month::current(&tz);
     for m in [now.prev(), now] {
         store.for_each_out(m, None, |_| rows += 1).unwrap();
     }
-    let want = rounds * msgs * 3;
+    rows
+}
+
+/// `mss-bench rows CAPTURE_PATH WANT`: exit 1 unless the store holds exactly WANT rows.
+fn rows(capture: &str, want: u64) {
+    let rows = out_rows(std::path::Path::new(capture));
     if rows == want {
-        println!("store: {rows} rows = {rounds} x {msgs} x 3 (exact)");
+        println!("store: {rows} rows (exact)");
     } else {
         eprintln!("error: store has {rows} rows, expected {want}");
         std::process::exit(1);
