@@ -1,7 +1,7 @@
 //! Benchmarks that need the test harness (private Postfix instances) or an
 //! exact SMTP client; driven by the scripts in `tests/bench/`.
 //!
-//! - `mss-bench milter ROUNDS MESSAGES SESSIONS SIDECAR_BIN`: two private
+//! - `mss-bench milter ROUNDS MESSAGES SESSIONS SIDECAR_BIN [NOOP_MILTER_BIN]`: two private
 //!   Postfix instances (discard transport), one plain and one with
 //!   `smtpd_milters` pointing at a running `mss-sidecar` (milter front end);
 //!   the same `smtp-source` load alternated over both; prints msg/s and the
@@ -23,7 +23,7 @@ use mss_tests::guard::{output_within, signal, wait_within, Guard};
 use mss_tests::postfix::{Postfix, PostfixBuilder};
 
 fn usage() -> ! {
-    eprintln!("usage: mss-bench milter ROUNDS MESSAGES SESSIONS SIDECAR_BIN\n       mss-bench latency ADDR MESSAGES\n       mss-bench events ADDR SECONDS CONNECTIONS USERS\n       mss-bench rows CAPTURE_PATH EXPECTED");
+    eprintln!("usage: mss-bench milter ROUNDS MESSAGES SESSIONS SIDECAR_BIN [NOOP_MILTER_BIN]\n       mss-bench latency ADDR MESSAGES\n       mss-bench events ADDR SECONDS CONNECTIONS USERS\n       mss-bench rows CAPTURE_PATH EXPECTED");
     std::process::exit(2)
 }
 
@@ -41,6 +41,7 @@ fn main() {
             arg(&a, 2),
             arg(&a, 3),
             &a.get(4).cloned().unwrap_or_else(|| usage()),
+            a.get(5).map(String::as_str),
         ),
         Some("events") => events(
             &a.get(1).cloned().unwrap_or_else(|| usage()),
@@ -96,7 +97,7 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-fn milter(rounds: u64, msgs: u64, sessions: u64, sidecar: &str) {
+fn milter(rounds: u64, msgs: u64, sessions: u64, sidecar: &str, noop: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let mport = Postfix::free_port();
     let cfg = dir.path().join("config.toml");
@@ -147,13 +148,41 @@ fn milter(rounds: u64, msgs: u64, sessions: u64, sidecar: &str) {
         .main_cf("milter_default_action = accept")
         .start()
         .expect("postfix");
-    let (mut a, mut c) = (vec![], vec![]);
+    // The reference: Postfix + a no-op milter (tests/bench/noop_milter.rs).
+    let reference = noop.map(|bin| {
+        let nport = Postfix::free_port();
+        let g = Guard(
+            Command::new(bin)
+                .arg(format!("127.0.0.1:{nport}"))
+                .spawn()
+                .expect("no-op milter"),
+        );
+        let t = Instant::now();
+        while TcpStream::connect(("127.0.0.1", nport)).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "no-op milter never listened"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let pf = tune(PostfixBuilder::new())
+            .main_cf(&format!("smtpd_milters = inet:127.0.0.1:{nport}"))
+            .main_cf("milter_default_action = accept")
+            .start()
+            .expect("postfix");
+        (g, pf)
+    });
+    let (mut a, mut c, mut n) = (vec![], vec![], vec![]);
     for r in 1..=rounds {
         a.push(smtp_source(&plain.addr(), msgs, sessions));
+        if let Some((_, pf)) = &reference {
+            n.push(smtp_source(&pf.addr(), msgs, sessions));
+        }
         c.push(smtp_source(&with.addr(), msgs, sessions));
         println!(
-            "round {r}: postfix {:.0} msg/s, postfix+milter {:.0} msg/s",
+            "round {r}: postfix {:.0} msg/s, postfix+no-op milter {}, postfix+milter {:.0} msg/s",
             a[a.len() - 1],
+            n.last().map_or("-".into(), |v| format!("{v:.0} msg/s")),
             c[c.len() - 1]
         );
     }
@@ -162,6 +191,13 @@ fn milter(rounds: u64, msgs: u64, sessions: u64, sidecar: &str) {
         "median msg/s: postfix {ma:.0}, postfix+milter {mc:.0}; ratio {:.3}",
         mc / ma
     );
+    if !n.is_empty() {
+        let mn = median(&mut n);
+        println!(
+            "median msg/s: postfix+no-op milter {mn:.0}; ratio milter/no-op {:.3} (goal >= 0.95)",
+            mc / mn
+        );
+    }
     std::thread::sleep(Duration::from_secs(1));
     signal(side.id() as i64, "TERM");
     let _ = wait_within(&mut side.0, Duration::from_secs(30));
