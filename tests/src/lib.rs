@@ -2,6 +2,7 @@
 //!
 //! - [`daemon`]: the real `mss-sidecar` as a child, with its `/proc` figures.
 //! - [`fake_upstream`]: a misbehaving (or accepting) SMTP next hop.
+//! - [`guard`]: bounded waits on child processes; a guard that stops a child on drop.
 //! - [`dovecot`]: a private Dovecot as SASL server.
 //! - [`postfix`]: private Postfix instances (own config, queue, loopback port).
 //! - [`swaks`]: the swaks client.
@@ -12,6 +13,7 @@
 pub mod daemon;
 pub mod dovecot;
 pub mod fake_upstream;
+pub mod guard;
 pub mod postfix;
 pub mod sidecar;
 pub mod sipil;
