@@ -163,4 +163,53 @@ fn clean_month_then_milter_down_through_smtpd_and_sendmail() {
     );
     assert!(t(0).as_str().unwrap().starts_with(&day));
     assert_eq!(code, 12, "{err}");
+
+    // The same log rotated: the first half gzipped (`postfix logrotate`),
+    // the second half as a syslog file in RFC 3339 form with a host name.
+    let text = pf.log();
+    let all: Vec<&str> = text.lines().collect();
+    let (first, second) = all.split_at(all.len() / 2);
+    let gz = dir.path().join("maillog.20261201-000000.gz");
+    let mut e = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::default(),
+    );
+    use std::io::Write;
+    e.write_all((first.join("\n") + "\n").as_bytes()).unwrap();
+    e.finish().unwrap();
+    let year = now.strftime("%Y").to_string();
+    let syslog: Vec<String> = second
+        .iter()
+        .map(|l| {
+            let (date, rest) = l.split_at(15);
+            let dt = jiff::civil::DateTime::strptime("%Y %b %d %H:%M:%S", format!("{year} {date}"))
+                .unwrap();
+            let rest = rest.trim_start();
+            // maillog_file lines already carry a host name.
+            let host = if rest.split(' ').next().is_some_and(|w| w.ends_with(':')) {
+                "mx "
+            } else {
+                ""
+            };
+            format!(
+                "{}+00:00 {host}{rest}",
+                dt.strftime("%Y-%m-%dT%H:%M:%S%.6f")
+            )
+        })
+        .collect();
+    let plain = dir.path().join("syslog");
+    std::fs::write(&plain, syslog.join("\n") + "\n").unwrap();
+    let o = Command::new(bin("mss-admin"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["reconcile", "--month", &month, "--json", "--log"])
+        .arg(&gz)
+        .arg(&plain)
+        .output()
+        .unwrap();
+    let mut again: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(again["coverage"]["files"], 2);
+    again["coverage"]["files"] = 1.into();
+    assert_eq!(again, v, "{}", syslog.join("\n"));
+    assert_eq!(o.status.code(), Some(12));
 }
