@@ -27,3 +27,6 @@ pub const DEADLINE: i32 = 8;
 /// The SIPIL web service could not be used: TLS handshake refused, network
 /// error or timeout, HTTP error status, response without a deposit id.
 pub const SIPIL: i32 = 9;
+/// `mss-admin reconcile`: the month's rows and Postfix's logs do not
+/// reconcile (a recipient missing or a phantom row).
+pub const UNRECONCILED: i32 = 12;

@@ -12,6 +12,7 @@
 //! - [`metrics`]: counters and the `/metrics` endpoint.
 //! - [`admin`]: `mss-admin` subcommands; [`mailbox`]: the registry commands;
 //!   [`backfill`]: login history imported from Dovecot/Postfix logs.
+//! - [`reconcile`]: `mss-admin reconcile`, the month proved against Postfix's logs.
 //! - [`fuzz`]: byte-in entry points of every parser, for `fuzz/` and the smoke test.
 //! - [`cli`]: error printing and exit codes shared by the binaries.
 
@@ -29,3 +30,4 @@ pub mod milter;
 pub mod policy;
 pub mod privdrop;
 pub mod proxy;
+pub mod reconcile;

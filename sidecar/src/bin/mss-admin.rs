@@ -40,6 +40,20 @@ enum Cmd {
     },
     /// Consistent RocksDB checkpoints of both stores into DIR (for backups).
     Checkpoint { dir: PathBuf },
+    /// Prove a month's rows against Postfix's own logs (exit 12 when they do not reconcile).
+    Reconcile {
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        month: String,
+        /// Postfix log files (plain or .gz), in any order.
+        #[arg(long = "log", required = true, num_args = 1..)]
+        logs: Vec<PathBuf>,
+        /// Only rows captured by this node (MAIL_ID prefix).
+        #[arg(long)]
+        node: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// The ANS liste blanche copy of [policy].
     #[command(subcommand)]
     Listeblanche(ListeBlancheCmd),
@@ -191,6 +205,12 @@ fn main() {
         Cmd::Listeblanche(ListeBlancheCmd::Stats) => {
             mss_sidecar::admin::listeblanche(&args.config, None)
         }
+        Cmd::Reconcile {
+            month,
+            logs,
+            node,
+            json,
+        } => mss_sidecar::reconcile::run(&args.config, month, logs, node.as_deref(), *json),
         Cmd::Logins(LoginsCmd::Import { format, files }) => {
             mss_sidecar::backfill::import(&args.config, format, files)
         }

@@ -1,0 +1,128 @@
+use super::*;
+
+const LOG: &str = "\
+Dec 02 10:00:00 mx postfix/smtpd[10]: connect from c[10.0.0.1]
+Dec 02 10:00:01 mx postfix/smtpd[10]: AAAAA1: client=c[10.0.0.1]
+Dec 02 10:00:01 mx postfix/cleanup[20]: AAAAA1: message-id=<m1@a.fr>
+Dec 02 10:00:01 mx postfix/qmgr[30]: AAAAA1: from=<alice+x@a.fr>, size=622, nrcpt=2 (queue active)
+Dec 02 10:00:02 mx postfix/smtp[40]: AAAAA1: to=<bob@ext.fr>, relay=r[1.1.1.1]:25, delay=1, status=deferred (try later)
+Dec 02 10:00:02 mx postfix/smtp[40]: AAAAA1: to=<carol@ext.fr>, relay=r[1.1.1.1]:25, delay=1, status=sent (250 ok)
+Dec 02 10:05:02 mx postfix/qmgr[30]: AAAAA1: from=<alice+x@a.fr>, size=622, nrcpt=2 (queue active)
+Dec 02 10:05:03 mx postfix/smtp[40]: AAAAA1: to=<bob@ext.fr>, relay=r[1.1.1.1]:25, delay=300, status=sent (250 ok)
+Dec 02 10:05:03 mx postfix/qmgr[30]: AAAAA1: removed
+Dec 02 10:06:00 mx postfix/smtpd[10]: disconnect from c[10.0.0.1]
+Dec 02 11:00:00 mx postfix/smtpd[11]: connect from c[10.0.0.1]
+Dec 02 11:00:00 mx postfix/smtpd[11]: warning: connect to Milter service inet:127.0.0.1:8891: Connection refused
+Dec 02 11:00:01 mx postfix/smtpd[11]: BBBBB2: client=c[10.0.0.1]
+Dec 02 11:00:01 mx postfix/cleanup[20]: BBBBB2: message-id=<m2@a.fr>
+Dec 02 11:00:01 mx postfix/qmgr[30]: BBBBB2: from=<alice@a.fr>, size=588, nrcpt=1 (queue active)
+Dec 02 11:00:02 mx postfix/smtp[40]: BBBBB2: to=<dan@ext.fr>, orig_to=<dan-alias@ext.fr>, relay=r, status=bounced (no)
+Dec 02 11:00:02 mx postfix/qmgr[30]: BBBBB2: removed
+Dec 02 11:00:03 mx postfix/qmgr[30]: CCCCC3: from=<>, size=2000, nrcpt=1 (queue active)
+Dec 02 11:00:03 mx postfix/local[41]: CCCCC3: to=<alice@a.fr>, relay=local, status=sent (delivered)
+Dec 02 11:00:03 mx postfix/qmgr[30]: CCCCC3: removed
+Dec 02 12:00:00 mx postfix/cleanup[21]: warning: connect to Milter service inet:127.0.0.1:8891: Connection refused
+Dec 02 12:00:00 mx postfix/pickup[50]: DDDDD4: uid=0 from=<root@a.fr>
+Dec 02 12:00:00 mx postfix/cleanup[21]: DDDDD4: message-id=<m4@a.fr>
+Dec 02 12:00:00 mx postfix/qmgr[30]: DDDDD4: from=<root@a.fr>, size=400, nrcpt=1 (queue active)
+Dec 02 12:00:01 mx postfix/postsuper[60]: DDDDD4: requeued
+Dec 02 12:00:02 mx postfix/pickup[50]: EEEEE5: uid=0 from=<root@a.fr> orig_id=DDDDD4
+Dec 02 12:00:02 mx postfix/qmgr[30]: EEEEE5: from=<root@a.fr>, size=400, nrcpt=1 (queue active)
+Dec 02 12:00:03 mx postfix/smtp[40]: EEEEE5: to=<eve@ext.fr>, relay=r, status=sent (250)
+Dec 02 12:00:03 mx postfix/qmgr[30]: EEEEE5: removed
+";
+
+fn cls() -> Classifier {
+    Classifier::new(
+        &["a.fr".to_string()],
+        TimeZone::get("Europe/Paris").unwrap(),
+    )
+}
+
+fn row(qid: &str, rcpt: &str, sender: &str, local: &str) -> OutRow {
+    let tz = TimeZone::get("Europe/Paris").unwrap();
+    let dt: jiff::civil::DateTime = local.parse().unwrap();
+    OutRow {
+        domain: "a.fr".into(),
+        time_us: dt.to_zoned(tz).unwrap().timestamp().as_microsecond(),
+        mail_id: format!("n1.x.{qid}"),
+        recipient: rcpt.into(),
+        sender: sender.into(),
+        size: 434,
+        frontend: "milter".into(),
+        queue_id: Some(qid.into()),
+        message_id: None,
+    }
+}
+
+#[test]
+fn deferred_once_milter_down_requeued_once_phantom() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("maillog");
+    std::fs::write(&p, LOG).unwrap();
+    let month = Month::parse("2026-12").unwrap();
+    let mut cov = Coverage::default();
+    let msgs = read_logs(&[p], month, &cls(), &mut cov).unwrap();
+    let tz = cls().tz;
+    let rows = vec![
+        row(
+            "AAAAA1",
+            "bob@ext.fr",
+            "alice+x@a.fr",
+            "2026-12-02T10:00:01",
+        ),
+        row(
+            "AAAAA1",
+            "carol@ext.fr",
+            "alice+x@a.fr",
+            "2026-12-02T10:00:01",
+        ),
+        row("DDDDD4", "eve@ext.fr", "root@a.fr", "2026-12-02T12:00:00"),
+        row("ZZZZZ9", "x@ext.fr", "root@a.fr", "2026-12-02T11:30:00"),
+    ];
+    let span = span_of(&cov, &tz);
+    let r = reconcile(month, &tz, &msgs, &rows, cov, span);
+    let j = serde_json::to_value(&r).unwrap();
+    assert_eq!(
+        j,
+        serde_json::json!({
+            "month": "2026-12",
+            "matched": 3,
+            "missing": [{"queue_id": "BBBBB2", "sender": "alice@a.fr",
+                "recipient": "dan-alias@ext.fr", "time": "2026-12-02 11:00:01",
+                "reason": "milter_down"}],
+            "phantom": [{"mail_id": "n1.x.ZZZZZ9", "queue_id": "ZZZZZ9", "sender": "root@a.fr",
+                "recipient": "x@ext.fr", "time": "2026-12-02 11:30:00"}],
+            "by_domain": [{"domain": "a.fr", "matched": 3, "missing": 1, "phantom": 1,
+                "days": [{"day": "2026-12-02", "matched": 3, "missing": 1, "phantom": 1}]}],
+            "coverage": {"files": 1, "lines": 29, "unreadable": 0,
+                "first_line": "2026-12-02 10:00:00", "last_line": "2026-12-02 12:00:03",
+                "gaps": [], "without_origin": 1, "rows_outside_logs": 0}
+        })
+    );
+    assert!(!r.reconciled());
+}
+
+#[test]
+fn cleanup_warning_pins_pickup_message() {
+    let mut clock = parse::Clock::new(TimeZone::UTC, 2026, 12);
+    let mut eps = Episodes::default();
+    let mut out = Vec::new();
+    for l in LOG.lines().skip(20).take(4) {
+        eps.line(&clock.split(l).unwrap(), |m| out.push(m));
+    }
+    eps.finish(|m| out.push(m));
+    assert_eq!(out.len(), 1);
+    assert!(out[0].milter_down);
+    assert_eq!(out[0].origin, Origin::Pickup);
+}
+
+#[test]
+fn sender_rule() {
+    let c = cls();
+    assert_eq!(sender_domain("alice+t@a.fr", &c).as_deref(), Some("a.fr"));
+    assert_eq!(sender_domain("", &c), None);
+    assert_eq!(sender_domain("double-bounce@a.fr", &c), None);
+    assert_eq!(sender_domain("srs0=h=tt=b.fr=u@a.fr", &c), None);
+    assert_eq!(sender_domain("u@b.fr", &c), None);
+}
