@@ -1,4 +1,5 @@
-//! Private Postfix instances for tests (Debian's Postfix 3.7; tests run as root).
+//! Private Postfix instances for tests (Debian 12's Postfix 3.7, or Debian 13's
+//! Postfix 3.10 in the chroot of [`crate::debian13`]; tests run as root).
 //!
 //! Each instance has its own temp dir with `conf/` (main.cf, master.cf,
 //! tables), `queue/` and `data/`, listens on `127.0.0.1:PORT` only, delivers
@@ -9,7 +10,7 @@
 //! on drop (killing start-fg alone would leave `master` running).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,8 @@ pub struct PostfixBuilder {
     master: Vec<String>,
     tables: Vec<(String, String, bool)>,
     port: Option<u16>,
+    /// Run the Postfix of this Debian root (`chroot ROOT postfix …`).
+    root: Option<PathBuf>,
 }
 
 impl Default for PostfixBuilder {
@@ -33,7 +36,16 @@ impl PostfixBuilder {
             master: vec![],
             tables: vec![],
             port: None,
+            root: None,
         }
+    }
+
+    /// Run the Postfix installed in this root (the Debian 13 chroot of
+    /// [`crate::debian13`]) instead of the host's: the instance's dir is
+    /// under `ROOT/tmp`, every command runs through `chroot ROOT`.
+    pub fn in_root(mut self, root: &std::path::Path) -> Self {
+        self.root = Some(root.to_path_buf());
+        self
     }
 
     /// An extra main.cf line (later lines override earlier ones).
@@ -63,15 +75,29 @@ impl PostfixBuilder {
     }
 
     pub fn start(self) -> std::io::Result<Postfix> {
-        let tmp = tempfile::Builder::new().prefix("mss-postfix-").tempdir()?;
+        let root = self.root.clone();
+        let tmp = match &root {
+            Some(r) => tempfile::Builder::new()
+                .prefix("mss-postfix-")
+                .tempdir_in(r.join("tmp"))?,
+            None => tempfile::Builder::new().prefix("mss-postfix-").tempdir()?,
+        };
         let dir = tmp.path().to_path_buf();
+        // The instance's paths as its Postfix sees them.
+        let inner = |p: &std::path::Path| -> PathBuf {
+            match &root {
+                Some(r) => Path::new("/").join(p.strip_prefix(r).expect("under root")),
+                None => p.to_path_buf(),
+            }
+        };
+        let run = |prog: &str| -> Command { in_root(root.as_deref(), prog) };
         let conf = dir.join("conf");
         std::fs::create_dir_all(&conf)?;
         std::fs::create_dir_all(dir.join("queue"))?;
         std::fs::create_dir_all(dir.join("data"))?;
-        let st = Command::new("chown")
+        let st = run("chown")
             .arg("postfix")
-            .arg(dir.join("data"))
+            .arg(inner(&dir.join("data")))
             .status()?;
         assert!(st.success(), "chown postfix (tests must run as root)");
         let port = self.port.unwrap_or_else(Postfix::free_port);
@@ -100,16 +126,29 @@ impl PostfixBuilder {
              alias_maps =\n\
              alias_database =\n\
              smtpd_banner = $myhostname ESMTP\n",
-            q = dir.join("queue").display(),
-            d = dir.join("data").display()
+            q = inner(&dir.join("queue")).display(),
+            d = inner(&dir.join("data")).display()
         );
+        if root.is_some() {
+            // /dev/stdout needs /proc, which the chroot does not mount:
+            // the log goes straight to the instance's file.
+            main.push_str(&format!(
+                "maillog_file_prefixes = /tmp\nmaillog_file = {}\n",
+                inner(&dir.join("maillog")).display()
+            ));
+        }
         for l in &self.main {
             main.push_str(l);
             main.push('\n');
         }
         std::fs::write(conf.join("main.cf"), main)?;
         let mut master = String::new();
-        for line in std::fs::read_to_string("/etc/postfix/master.cf")?.lines() {
+        for line in std::fs::read_to_string(match &root {
+            Some(r) => r.join("etc/postfix/master.cf"),
+            None => PathBuf::from("/etc/postfix/master.cf"),
+        })?
+        .lines()
+        {
             let fields: Vec<&str> = line.split_whitespace().collect();
             if line.starts_with(|c: char| !c.is_whitespace() && c != '#') && fields.len() >= 8 {
                 // No chroot (column 5): the queue is in a temp dir.
@@ -135,8 +174,8 @@ impl PostfixBuilder {
             let p = conf.join(name);
             std::fs::write(&p, content)?;
             if !regexp {
-                let out = Command::new("postmap")
-                    .arg(format!("hash:{}", p.display()))
+                let out = run("postmap")
+                    .arg(format!("hash:{}", inner(&p).display()))
                     .output()?;
                 assert!(
                     out.status.success(),
@@ -145,9 +184,9 @@ impl PostfixBuilder {
                 );
             }
         }
-        let check = Command::new("postfix")
+        let check = run("postfix")
             .arg("-c")
-            .arg(&conf)
+            .arg(inner(&conf))
             .arg("check")
             .output()?;
         if !check.status.success() {
@@ -156,10 +195,14 @@ impl PostfixBuilder {
                 String::from_utf8_lossy(&check.stderr)
             )));
         }
-        let log = std::fs::File::create(dir.join("maillog"))?;
-        let child = Command::new("postfix")
+        let log = std::fs::File::create(dir.join(if root.is_some() {
+            "start-fg.out"
+        } else {
+            "maillog"
+        }))?;
+        let child = run("postfix")
             .arg("-c")
-            .arg(&conf)
+            .arg(inner(&conf))
             .arg("start-fg")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -169,6 +212,7 @@ impl PostfixBuilder {
             port,
             dir,
             conf,
+            root,
             child: Some(child),
             _tmp: tmp,
         };
@@ -192,6 +236,8 @@ pub struct Postfix {
     pub dir: PathBuf,
     /// The config dir (`postfix -c`).
     pub conf: PathBuf,
+    /// The Debian root this instance's Postfix runs in, if not the host.
+    pub root: Option<PathBuf>,
     child: Option<Child>,
     _tmp: tempfile::TempDir,
 }
@@ -225,9 +271,9 @@ impl Postfix {
         rcpts: &[&str],
         message: &str,
     ) -> std::io::Result<std::process::Output> {
-        let mut c = Command::new("/usr/sbin/sendmail")
+        let mut c = in_root(self.root.as_deref(), "/usr/sbin/sendmail")
             .arg("-C")
-            .arg(&self.conf)
+            .arg(self.inner_conf())
             .arg("-f")
             .arg(from)
             .args(rcpts)
@@ -242,6 +288,14 @@ impl Postfix {
         c.wait_with_output()
     }
 
+    /// The config dir as this instance's Postfix sees it.
+    fn inner_conf(&self) -> PathBuf {
+        match &self.root {
+            Some(r) => Path::new("/").join(self.conf.strip_prefix(r).expect("under root")),
+            None => self.conf.clone(),
+        }
+    }
+
     /// A free loopback TCP port.
     pub fn free_port() -> u16 {
         std::net::TcpListener::bind("127.0.0.1:0")
@@ -253,9 +307,9 @@ impl Postfix {
 
 impl Drop for Postfix {
     fn drop(&mut self) {
-        let _ = Command::new("postfix")
+        let _ = in_root(self.root.as_deref(), "postfix")
             .arg("-c")
-            .arg(&self.conf)
+            .arg(self.inner_conf())
             .arg("stop")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -271,5 +325,17 @@ impl Drop for Postfix {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// `prog`, or `chroot ROOT prog` when a root is given.
+pub fn in_root(root: Option<&Path>, prog: &str) -> Command {
+    match root {
+        Some(r) => {
+            let mut c = Command::new("chroot");
+            c.arg(r).arg(prog);
+            c
+        }
+        None => Command::new(prog),
     }
 }
