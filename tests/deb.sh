@@ -7,7 +7,8 @@
 #  4. as root, when no mss-sidecar package is installed already: `dpkg -i`,
 #     checks the user, directories and modes postinst made and that nothing
 #     was enabled, `systemd-analyze verify` of the installed units, runs
-#     /usr/bin/mss-sidecar --version, then `dpkg -r`.
+#     /usr/bin/mss-sidecar --version, then `dpkg -r`;
+#  5. as root, the same in the Debian 13 chroot (tests/deb-debian13.sh).
 # Usage: tests/deb.sh [PROFILE]   (default: dev, the profile tests/run builds;
 # operators build the release package: see README "Debian package").
 set -euo pipefail
@@ -64,6 +65,16 @@ sed -e "s#/var/lib/mss-sidecar#$W/state#g" "$W/root/usr/share/doc/mss-sidecar/ex
 mkdir -p "$W/state"
 "$W/root/usr/bin/mss-sidecar" --check --config "$W/config.toml" >/dev/null \
   || fail "the packaged example config does not pass mss-sidecar --check"
+
+# Debian 13: the same package installed in the trixie chroot (root only;
+# MSS_DEBIAN13=off skips it, saying so).
+if [ "$(id -u)" = 0 ]; then
+  if [ "${MSS_DEBIAN13:-required}" = off ]; then
+    echo "deb: Debian 13 install check SKIPPED (MSS_DEBIAN13=off)"
+  else
+    bash tests/deb-debian13.sh "$DEB" "$VERSION"
+  fi
+fi
 
 if [ "$(id -u)" != 0 ]; then
   echo "deb: contents OK; dpkg -i skipped (not root)"

@@ -91,7 +91,7 @@ impl Dovecot24 {
              passdb passwd-file {{\n  passwd_file_path = {d}/passwd\n}}\n\
              userdb static {{\n  fields {{\n    uid = nobody\n    gid = nogroup\n    home = {d}/mail/%{{user}}\n  }}\n}}\n\
              mail_driver = maildir\nmail_path = {d}/mail/%{{user}}/Maildir\n\
-             service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {imap_port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+             service imap-login {{\n  inet_listener imap {{\n    port = {imap_port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
              service anvil {{\n  chroot =\n}}\n{extra}"
         );
         std::fs::write(dir.join("dovecot.conf"), conf)?;
@@ -103,14 +103,18 @@ impl Dovecot24 {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("stderr"))?)
             .spawn()?;
-        let dv = Dovecot24 {
+        let mut dv = Dovecot24 {
             dir,
             child: Some(child),
             _tmp: tmp,
         };
         let t = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", imap_port)).is_err() {
-            if t.elapsed() > Duration::from_secs(15) {
+            let exited = dv
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited || t.elapsed() > Duration::from_secs(15) {
                 return Err(std::io::Error::other(format!(
                     "dovecot 2.4 did not listen: {}",
                     dv.log()

@@ -175,6 +175,8 @@ impl PostfixBuilder {
             std::fs::write(&p, content)?;
             if !regexp {
                 let out = run("postmap")
+                    .arg("-c")
+                    .arg(inner(&conf))
                     .arg(format!("hash:{}", inner(&p).display()))
                     .output()?;
                 assert!(

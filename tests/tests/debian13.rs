@@ -245,15 +245,15 @@ fn postfix_3_10_milter_smtp_and_sendmail_exact_rows() {
     ]);
     let (mut c, _) = RawClient::connect(&pf.addr());
     let s = sender();
+    // Postfix 3.9+ refuses a command sent before the EHLO reply
+    // (smtpd_forbid_unauth_pipelining = yes): EHLO alone first.
+    let r = c.exchange(b"EHLO c\r\n", 1);
+    assert!(r[0].starts_with("250"), "{r:?}");
     let r = c.exchange(
-        format!("EHLO c\r\nMAIL FROM:<{s}>\r\nRCPT TO:<ok1@ext.test>\r\nRCPT TO:<refused@ext.test>\r\nRCPT TO:<ok2@ext.test>\r\nDATA\r\n").as_bytes(),
-        6,
+        format!("MAIL FROM:<{s}>\r\nRCPT TO:<ok1@ext.test>\r\nRCPT TO:<refused@ext.test>\r\nRCPT TO:<ok2@ext.test>\r\nDATA\r\n").as_bytes(),
+        5,
     );
-    assert_eq!(
-        RawClient::codes(&r),
-        vec![250, 250, 250, 554, 250, 354],
-        "{r:?}"
-    );
+    assert_eq!(RawClient::codes(&r), vec![250, 250, 554, 250, 354], "{r:?}");
     let msg = "From: <dr.a@ch-test.mssante.fr>\r\nDate: Sun, 22 Nov 2026 10:00:00 +0100\r\nSubject: hi\r\nMessage-ID: <m1@ch-test.mssante.fr>\r\n\r\nbody line\r\n..stuffed\r\n";
     let r = c.exchange(format!("{msg}.\r\nQUIT\r\n").as_bytes(), 2);
     assert!(r[0].starts_with("250"), "{r:?}");
