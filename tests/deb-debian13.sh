@@ -18,7 +18,7 @@ cleanup() {
   in13 dpkg --purge mss-sidecar >/dev/null 2>&1 || true
   in13 deluser --system mss >/dev/null 2>&1 || true
   in13 delgroup --system mss >/dev/null 2>&1 || true
-  rm -rf "$R/var/lib/mss-sidecar" "$R/etc/mss-sidecar" "$R/tmp/mss-sidecar.deb"
+  rm -rf "$R/var/lib/mss-sidecar" "$R/etc/mss-sidecar" "$R/tmp/mss-sidecar.deb" "$R/tmp/dpkg.log" "$R/tmp/verify.log"
 }
 cleanup
 trap cleanup EXIT

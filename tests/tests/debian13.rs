@@ -306,3 +306,60 @@ fn postfix_3_10_milter_smtp_and_sendmail_exact_rows() {
         pf.log()
     );
 }
+
+/// The shipped 2.4 snippet (both methods enabled) passes Dovecot 2.4.1's
+/// `doveconf -n`; the 2.3 one does not (the reason both exist).
+#[test]
+fn packaged_dovecot_2_4_snippet_is_accepted_by_doveconf_2_4_and_the_2_3_one_is_not() {
+    let r = root();
+    let tmp = tempfile::Builder::new()
+        .prefix("mss-doveconf-")
+        .tempdir_in(r.join("tmp"))
+        .unwrap();
+    let pkg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging");
+    let doveconf = |snippet: &str| {
+        // Uncomment method 2's configuration lines, not the prose.
+        let body: String = std::fs::read_to_string(pkg.join(snippet))
+            .unwrap()
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest)
+                    if rest.starts_with(|c: char| c.is_ascii_lowercase() || c == '}')
+                        || rest.starts_with("  ") =>
+                {
+                    format!("{rest}\n")
+                }
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        let f = tmp.path().join(snippet);
+        std::fs::write(
+            &f,
+            format!("dovecot_config_version = 2.4.1\ndovecot_storage_version = 2.4.1\n{body}"),
+        )
+        .unwrap();
+        Command::new("timeout")
+            .args(["30", "chroot"])
+            .arg(r)
+            .args(["doveconf", "-n", "-c"])
+            .arg(mss_tests::debian13::inner(&f))
+            .output()
+            .unwrap()
+    };
+    let out = doveconf("dovecot-2.4-events.conf");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "http_post_url = http://127.0.0.1:8892/v1/dovecot",
+        "filter = event=auth_request_finished AND success=yes AND NOT protocol=doveadm",
+        "socket_path = /run/mss-sidecar/lastlogin.sock",
+        "last_login = yes",
+    ] {
+        assert!(text.contains(want), "{want} not in {text}");
+    }
+    assert!(!doveconf("dovecot-events.conf").status.success());
+}
