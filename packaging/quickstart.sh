@@ -65,6 +65,9 @@ swaks --server 127.0.0.1:10030 --from "smoke@$DOMAIN" --to postmaster@example.or
 for _ in $(seq 50); do after=$(rows || echo "?"); [ "$after" = $((before + 1)) ] && break; sleep 0.1; done
 [ "$after" = $((before + 1)) ] || { cat "$LOG" >&2; echo "smoke: FAIL: rows $before -> $after, expected +1" >&2; exit 1; }
 kill -TERM $PID
+# Bounded: a sidecar that does not stop within 30 s fails the smoke test.
+for _ in $(seq 300); do kill -0 $PID 2>/dev/null || break; sleep 0.1; done
+if kill -0 $PID 2>/dev/null; then kill -KILL $PID; cat "$LOG" >&2; echo "smoke: FAIL: mss-sidecar did not stop within 30 s of SIGTERM" >&2; exit 1; fi
 wait $PID || { cat "$LOG" >&2; echo "smoke: FAIL: mss-sidecar did not stop cleanly on SIGTERM" >&2; exit 1; }
 trap 'rm -f "$LOG"' EXIT
 echo "smoke: quickstart OK: proxy 127.0.0.1:10030 -> Postfix, 1 mail -> 1 row ($MONTH), clean stop"

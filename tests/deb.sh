@@ -16,6 +16,8 @@ cd "$(dirname "$0")/.."
 PROFILE=${1:-dev}
 T=${CARGO_TARGET_DIR:-$HOME/.cache/mss-target}
 export CARGO_TARGET_DIR=$T
+# Every command that runs a program of ours or dpkg is bounded (timeout):
+# a hung step fails the check instead of hanging the suite.
 fail() { echo "deb: FAIL: $*" >&2; exit 1; }
 
 if ! cargo deb --version 2>/dev/null | grep -q '3\.8\.0'; then
@@ -58,12 +60,12 @@ dpkg-deb --ctrl-tarfile "$DEB" | tar -t | sort | grep -x './postinst' >/dev/null
 # The example configuration in the package is valid for the binaries in it.
 dpkg-deb -x "$DEB" "$W/root"
 for b in mss-sidecar mss-admin mss-export; do
-  out=$("$W/root/usr/bin/$b" --version) || fail "$b --version exited $?"
+  out=$(timeout 30 "$W/root/usr/bin/$b" --version) || fail "$b --version exited $?"
   [ "$out" = "$b $VERSION" ] || fail "$b --version printed '$out'"
 done
 sed -e "s#/var/lib/mss-sidecar#$W/state#g" "$W/root/usr/share/doc/mss-sidecar/examples/config.toml" > "$W/config.toml"
 mkdir -p "$W/state"
-"$W/root/usr/bin/mss-sidecar" --check --config "$W/config.toml" >/dev/null \
+timeout 30 "$W/root/usr/bin/mss-sidecar" --check --config "$W/config.toml" >/dev/null \
   || fail "the packaged example config does not pass mss-sidecar --check"
 
 # Debian 13: the same package installed in the trixie chroot (root only;
@@ -80,9 +82,9 @@ if dpkg-query -W -f '${Status}' mss-sidecar 2>/dev/null | grep -q installed; the
   echo "deb: contents OK; dpkg -i skipped: a mss-sidecar package is already installed here"
   exit 0
 fi
-dpkg -i "$DEB" >"$W/dpkg.log" 2>&1 || { cat "$W/dpkg.log" >&2; fail "dpkg -i failed"; }
+timeout 300 dpkg -i "$DEB" >"$W/dpkg.log" 2>&1 || { cat "$W/dpkg.log" >&2; fail "dpkg -i failed"; }
 trap 'dpkg -r mss-sidecar >/dev/null 2>&1 || true; rm -rf "$W"' EXIT
-[ "$(/usr/bin/mss-sidecar --version)" = "mss-sidecar $VERSION" ] || fail "installed mss-sidecar --version"
+[ "$(timeout 30 /usr/bin/mss-sidecar --version)" = "mss-sidecar $VERSION" ] || fail "installed mss-sidecar --version"
 getent passwd mss >/dev/null || fail "postinst did not create the user mss"
 [ "$(getent passwd mss | cut -d: -f7)" = /usr/sbin/nologin ] || fail "user mss must not have a login shell"
 [ "$(stat -c '%U:%G %a' /var/lib/mss-sidecar)" = "mss:mss 700" ] || fail "/var/lib/mss-sidecar is $(stat -c '%U:%G %a' /var/lib/mss-sidecar)"
@@ -92,13 +94,13 @@ for u in mss-sidecar.service mss-export.timer; do
 done
 # The installed units, against the installed binaries.
 command -v systemd-analyze >/dev/null || fail "systemd-analyze missing (apt-get install systemd)"
-systemd-analyze verify /lib/systemd/system/mss-sidecar.service /lib/systemd/system/mss-export.service \
+timeout 120 systemd-analyze verify /lib/systemd/system/mss-sidecar.service /lib/systemd/system/mss-export.service \
   /lib/systemd/system/mss-export.timer >"$W/verify.log" 2>&1 || { cat "$W/verify.log" >&2; fail "systemd-analyze verify"; }
 [ ! -s "$W/verify.log" ] || { cat "$W/verify.log" >&2; fail "systemd-analyze verify printed warnings"; }
 # Reinstalling (an upgrade) is idempotent: the user and modes stay.
-dpkg -i "$DEB" >"$W/dpkg.log" 2>&1 || { cat "$W/dpkg.log" >&2; fail "second dpkg -i failed"; }
+timeout 300 dpkg -i "$DEB" >"$W/dpkg.log" 2>&1 || { cat "$W/dpkg.log" >&2; fail "second dpkg -i failed"; }
 [ "$(stat -c '%U:%G %a' /var/lib/mss-sidecar)" = "mss:mss 700" ] || fail "upgrade changed /var/lib/mss-sidecar"
-dpkg -r mss-sidecar >"$W/dpkg.log" 2>&1 || { cat "$W/dpkg.log" >&2; fail "dpkg -r failed"; }
+timeout 300 dpkg -r mss-sidecar >"$W/dpkg.log" 2>&1 || { cat "$W/dpkg.log" >&2; fail "dpkg -r failed"; }
 [ ! -e /usr/bin/mss-sidecar ] || fail "dpkg -r left /usr/bin/mss-sidecar"
 [ -d /var/lib/mss-sidecar ] || fail "dpkg -r removed the state directory (captured figures must survive)"
 echo "deb: $(basename "$DEB"): contents, control, --version, dpkg -i (user mss, 0700 state, nothing enabled), systemd-analyze verify, upgrade, dpkg -r: OK"

@@ -55,7 +55,7 @@ impl Dovecot24 {
     ) -> std::io::Result<Dovecot24> {
         let r = root();
         let tmp = tempfile::Builder::new()
-            .prefix("mss-dovecot24-")
+            .prefix("mss-dovecot-24-")
             .tempdir_in(r.join("tmp"))?;
         let dir = tmp.path().to_path_buf();
         use std::os::unix::fs::PermissionsExt;

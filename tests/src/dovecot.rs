@@ -2,8 +2,11 @@
 //! test Postfix: passwd-file users, the auth socket in a temp dir, no mail
 //! protocol. Stopped (master killed) on drop.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+
+use crate::guard::{signal, wait_within};
 use std::time::{Duration, Instant};
 
 pub struct Dovecot {
@@ -94,8 +97,10 @@ impl Dovecot {
              service anvil {{\n  chroot =\n}}\n{extra}"
         );
         std::fs::write(dir.join("dovecot.conf"), conf)?;
+        // Its own process group: a stuck instance is killed whole on drop.
         let child = Command::new("dovecot")
             .args(["-F", "-c"])
+            .process_group(0)
             .arg(dir.join("dovecot.conf"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -126,7 +131,7 @@ impl Dovecot {
     /// `LOGIN user password` over IMAP with python3's imaplib; whether it
     /// succeeded.
     pub fn imap_login(port: u16, user: &str, password: &str) -> bool {
-        let script = "import imaplib,sys\nc=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\ntry:\n c.login(sys.argv[2],sys.argv[3])\nexcept imaplib.IMAP4.error:\n sys.exit(1)\nc.logout()\n";
+        let script = "import imaplib,sys\nc=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]),timeout=15)\ntry:\n c.login(sys.argv[2],sys.argv[3])\nexcept imaplib.IMAP4.error:\n sys.exit(1)\nc.logout()\n";
         Command::new("python3")
             .args(["-c", script, &port.to_string(), user, password])
             .status()
@@ -140,18 +145,21 @@ impl Dovecot {
 }
 
 impl Drop for Dovecot {
+    /// SIGTERM to the master (it stops its children), a bounded wait, then
+    /// SIGKILL to its whole process group.
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg(c.id().to_string()).status();
-            let t = Instant::now();
-            while t.elapsed() < Duration::from_secs(5) {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            signal(c.id() as i64, "TERM");
+            if wait_within(&mut c, Duration::from_secs(10)).is_some() {
+                return;
             }
+            eprintln!(
+                "warning: dovecot {} did not stop within 10 s: killed",
+                self.dir.display()
+            );
+            signal(-(c.id() as i64), "KILL");
             let _ = c.kill();
-            let _ = c.wait();
+            let _ = wait_within(&mut c, Duration::from_secs(10));
         }
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! - [`daemon`]: the real `mss-sidecar` as a child, with its `/proc` figures.
 //! - [`fake_upstream`]: a misbehaving (or accepting) SMTP next hop.
+//! - [`guard`]: bounded waits on child processes; a guard that stops a child on drop.
 //! - [`dovecot`]: a private Dovecot as SASL server.
 //! - [`debian13`]: the Debian 13 chroot (Dovecot 2.4, Postfix 3.10) and a Dovecot 2.4 in it.
 //! - [`postfix`]: private Postfix instances (own config, queue, loopback port).
@@ -14,6 +15,7 @@ pub mod daemon;
 pub mod debian13;
 pub mod dovecot;
 pub mod fake_upstream;
+pub mod guard;
 pub mod postfix;
 pub mod sidecar;
 pub mod sipil;

@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mss_tests::postfix::Postfix;
@@ -14,14 +14,7 @@ use mss_tests::sidecar::{bin, DOMAIN};
 
 const TOKEN: &str = "t0ken-for-tests-0123456789abcdef";
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use mss_tests::guard::Guard as Daemon;
 
 fn base(dir: &Path) -> String {
     base_as(dir, "root")

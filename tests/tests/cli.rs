@@ -1,7 +1,7 @@
 //! The real binaries: configuration errors, exit codes, `mss-admin counts`
 //! against a running daemon, SIGTERM.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mss_tests::postfix::{Postfix, PostfixBuilder};
@@ -46,14 +46,7 @@ fn config_errors_exit_2_with_one_line_naming_the_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/config.toml"));
 }
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use mss_tests::guard::Guard as Daemon;
 
 fn start_daemon(cfg_path: &std::path::Path) -> Daemon {
     Daemon(

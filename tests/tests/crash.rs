@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use mss_tests::guard::{signal, wait_within, Guard};
 use mss_tests::postfix::{Postfix, PostfixBuilder};
 use mss_tests::sidecar::{bin, config_text, milter_config_text, rows, wait_port, DOMAIN};
 
@@ -36,6 +37,14 @@ fn spawn(cfg: &Path) -> Child {
         })
         .spawn()
         .unwrap()
+}
+
+/// SIGTERM (a clean stop) and a bounded wait; the guard kills what is left.
+fn term(child: Option<Guard>) {
+    if let Some(mut g) = child {
+        signal(g.id() as i64, "TERM");
+        let _ = wait_within(&mut g.0, Duration::from_secs(15));
+    }
 }
 
 /// Send one message with two recipients; whether the final reply was 2xx.
@@ -87,7 +96,7 @@ fn one(addr: &str, id: usize) -> bool {
 
 /// Load from a thread while the main thread kills and restarts the sidecar.
 fn run(addr: &str, cfg: &Path, kills: usize) -> (Vec<bool>, usize) {
-    let mut child = spawn(cfg);
+    let mut child = Some(Guard(spawn(cfg)));
     wait_port(addr);
     let stop = Arc::new(AtomicBool::new(false));
     let (a, st) = (addr.to_string(), stop.clone());
@@ -103,18 +112,16 @@ fn run(addr: &str, cfg: &Path, kills: usize) -> (Vec<bool>, usize) {
     });
     for _ in 0..kills {
         std::thread::sleep(Duration::from_millis(700));
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
+        drop(child.take()); // SIGKILL, bounded wait
         std::thread::sleep(Duration::from_millis(200));
-        child = spawn(cfg);
+        child = Some(Guard(spawn(cfg)));
         wait_port(addr);
     }
     std::thread::sleep(Duration::from_millis(700));
     stop.store(true, Ordering::Relaxed);
     let ok = load.join().unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let _ = child.wait();
+    term(child);
     (ok, kills)
 }
 
@@ -187,7 +194,7 @@ fn milter_kill_9_invents_no_row_and_misses_only_what_postfix_accepted_without_it
     let cfg = dir.path().join("config.toml");
     std::fs::write(&cfg, milter_config_text(dir.path(), &milter)).unwrap();
     // The load goes to Postfix; the kills hit the milter behind it.
-    let mut child = spawn(&cfg);
+    let mut child = Some(Guard(spawn(&cfg)));
     wait_port(&milter);
     let stop = Arc::new(AtomicBool::new(false));
     let (a, st) = (pf.addr(), stop.clone());
@@ -200,18 +207,16 @@ fn milter_kill_9_invents_no_row_and_misses_only_what_postfix_accepted_without_it
     });
     for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(700));
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(child.take()); // SIGKILL, bounded wait
         std::thread::sleep(Duration::from_millis(300));
-        child = spawn(&cfg);
+        child = Some(Guard(spawn(&cfg)));
         wait_port(&milter);
     }
     std::thread::sleep(Duration::from_millis(700));
     stop.store(true, Ordering::Relaxed);
     let ok = load.join().unwrap();
     std::thread::sleep(Duration::from_secs(1));
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let _ = child.wait();
+    term(child);
 
     let got = rows_per_message(dir.path());
     assert!(

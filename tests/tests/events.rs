@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mss_shared::month::Month;
@@ -14,14 +14,7 @@ use mss_tests::dovecot::{Dovecot, ImapOptions};
 use mss_tests::postfix::Postfix;
 use mss_tests::sidecar::{bin, DOMAIN, STAY_ROOT};
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use mss_tests::guard::Guard as Daemon;
 
 fn start(dir: &Path, events: &str) -> Daemon {
     let cfg = dir.join("config.toml");

@@ -383,20 +383,22 @@ fn refresh_url_replaces_the_list_and_a_bad_refresh_keeps_the_good_copy() {
             d.join("ca.pem").display()
         );
         std::fs::write(d.join("config.toml"), cfg).unwrap();
-        let child = std::process::Command::new(mss_tests::sidecar::bin("mss-sidecar"))
-            .arg("--config")
-            .arg(d.join("config.toml"))
-            .env("MSS_LOG", "info")
-            .stderr(std::fs::File::create(d.join("log")).unwrap())
-            .spawn()
-            .unwrap();
+        let child = mss_tests::guard::Guard(
+            std::process::Command::new(mss_tests::sidecar::bin("mss-sidecar"))
+                .arg("--config")
+                .arg(d.join("config.toml"))
+                .env("MSS_LOG", "info")
+                .stderr(std::fs::File::create(d.join("log")).unwrap())
+                .spawn()
+                .unwrap(),
+        );
         (d, list, child)
     };
     let log = |d: &Path| std::fs::read_to_string(d.join("log")).unwrap_or_default();
 
     // A good copy (the real list) replaces the 2-domain one at start.
     server.serve(200, &real);
-    let (d, list, mut child) = start("good", &ca.pem());
+    let (d, list, child) = start("good", &ca.pem());
     wait(|| (std::fs::read(&list).ok()? == real).then_some(()));
     wait(|| log(&d).contains("liste blanche refreshed").then_some(()));
 
@@ -421,12 +423,11 @@ fn refresh_url_replaces_the_list_and_a_bad_refresh_keeps_the_good_copy() {
         assert_eq!(std::fs::read(&list).unwrap(), real, "after {why}");
     }
     assert!(!d.join("listeblanche.xml.part").exists());
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
 
     // A server whose certificate is not from ca_file: refused, file untouched.
     server.serve(200, &real);
-    let (d2, list2, mut child2) = start("rogue", &rogue.pem());
+    let (d2, list2, _child2) = start("rogue", &rogue.pem());
     let before = std::fs::read(&list2).unwrap();
     wait(|| log(&d2).contains("refresh refused").then_some(()));
     assert!(
@@ -435,6 +436,4 @@ fn refresh_url_replaces_the_list_and_a_bad_refresh_keeps_the_good_copy() {
         log(&d2)
     );
     assert_eq!(std::fs::read(&list2).unwrap(), before);
-    let _ = child2.kill();
-    let _ = child2.wait();
 }

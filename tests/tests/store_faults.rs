@@ -15,7 +15,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mss_tests::postfix::{Postfix, PostfixBuilder};
@@ -49,14 +49,7 @@ impl Drop for Mount {
     }
 }
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use mss_tests::guard::Guard as Daemon;
 
 /// The value of one unlabelled (or summed over labels) metric.
 fn metric(addr: &str, name: &str) -> f64 {

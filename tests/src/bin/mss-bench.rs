@@ -19,6 +19,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use mss_tests::guard::{output_within, signal, wait_within, Guard};
 use mss_tests::postfix::{Postfix, PostfixBuilder};
 
 fn usage() -> ! {
@@ -54,27 +55,33 @@ fn main() {
 
 fn smtp_source(addr: &str, msgs: u64, sessions: u64) -> f64 {
     let t = Instant::now();
-    let st = Command::new("/usr/sbin/smtp-source")
-        .args([
-            "-s",
-            &sessions.to_string(),
-            "-m",
-            &msgs.to_string(),
-            "-l",
-            "4096",
-            "-r",
-            "3",
-        ])
-        .args([
-            "-f",
-            "bench@ch-bench.mssante.fr",
-            "-t",
-            "rcpt@ext.test",
-            addr,
-        ])
-        .status()
+    let mut st = Command::new("/usr/sbin/smtp-source");
+    st.args([
+        "-s",
+        &sessions.to_string(),
+        "-m",
+        &msgs.to_string(),
+        "-l",
+        "4096",
+        "-r",
+        "3",
+    ])
+    .args([
+        "-f",
+        "bench@ch-bench.mssante.fr",
+        "-t",
+        "rcpt@ext.test",
+        addr,
+    ])
+    .stdout(Stdio::null());
+    // Bounded: a stuck load generator fails the run instead of hanging it.
+    let st = output_within(&mut st, Duration::from_secs(900))
         .expect("smtp-source (apt-get install postfix)");
-    assert!(st.success(), "smtp-source failed");
+    assert!(
+        st.status.success(),
+        "smtp-source failed: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     msgs as f64 / t.elapsed().as_secs_f64()
 }
 
@@ -101,13 +108,16 @@ fn milter(rounds: u64, msgs: u64, sessions: u64, sidecar: &str) {
         ),
     )
     .unwrap();
-    let mut side = Command::new(sidecar)
-        .arg("--config")
-        .arg(&cfg)
-        .env("MSS_LOG", "warn")
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("mss-sidecar");
+    // Guarded: killed on drop even when the driver panics.
+    let mut side = Guard(
+        Command::new(sidecar)
+            .arg("--config")
+            .arg(&cfg)
+            .env("MSS_LOG", "warn")
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("mss-sidecar"),
+    );
     let t = Instant::now();
     while TcpStream::connect(("127.0.0.1", mport)).is_err() {
         assert!(
@@ -146,8 +156,8 @@ fn milter(rounds: u64, msgs: u64, sessions: u64, sidecar: &str) {
         mc / ma
     );
     std::thread::sleep(Duration::from_secs(1));
-    let _ = Command::new("kill").arg(side.id().to_string()).status();
-    let _ = side.wait();
+    signal(side.id() as i64, "TERM");
+    let _ = wait_within(&mut side.0, Duration::from_secs(30));
     let sec = tempfile::tempdir().unwrap();
     let store = mss_shared::store::capture::CaptureStore::open_secondary(
         &dir.path().join("capture"),
