@@ -133,25 +133,27 @@ impl Session {
     }
 }
 
+/// Read the next line (LF included) into `buf`, however the bytes arrive;
+/// false at end of stream, on error, or for a line over [`MAX_LINE`].
+async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> bool {
+    buf.clear();
+    let n = match r.take(MAX_LINE as u64).read_until(b'\n', buf).await {
+        Ok(0) | Err(_) => return false,
+        Ok(n) => n,
+    };
+    if n == MAX_LINE && buf.last() != Some(&b'\n') {
+        tracing::warn!("dict: line longer than {MAX_LINE} bytes, closing");
+        return false;
+    }
+    true
+}
+
 async fn connection(stream: UnixStream, ctx: Arc<EventsContext>) {
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
     let mut s = Session::default();
     let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        let n = match (&mut r)
-            .take(MAX_LINE as u64)
-            .read_until(b'\n', &mut buf)
-            .await
-        {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        if n == MAX_LINE && buf.last() != Some(&b'\n') {
-            tracing::warn!("dict: line longer than {MAX_LINE} bytes, closing");
-            return;
-        }
+    while next_line(&mut r, &mut buf).await {
         let line = String::from_utf8_lossy(&buf);
         let (reply, recs) = s.line(line.trim_end_matches(['\n', '\r']));
         if !recs.is_empty() {
@@ -341,5 +343,35 @@ mod tests {
         assert_eq!(rep.as_deref(), Some("O2\n"));
         assert_eq!(recs.len(), 1);
         assert_eq!(recs[0].time_us, 1_796_234_711_000_000);
+    }
+
+    /// Dovecot 2.4.1's traffic for one login, split at every byte (two
+    /// writes, the second after a pause): the same replies and login.
+    #[tokio::test]
+    async fn dovecot_2_4_traffic_split_at_every_byte() {
+        use tokio::io::AsyncWriteExt;
+        let traffic = b"H4\t0\t0\t\tlastlogin\nB1\talice@op.example\t0\nS1\tshared/last-login/alice@op.example\t1796234710\nC1\n";
+        for k in 0..=traffic.len() {
+            let (mut tx, rx) = tokio::io::duplex(16);
+            let writer = tokio::spawn(async move {
+                tx.write_all(&traffic[..k]).await.unwrap();
+                tokio::task::yield_now().await;
+                tx.write_all(&traffic[k..]).await.unwrap();
+            });
+            let mut r = BufReader::new(rx);
+            let (mut s, mut buf) = (Session::default(), Vec::new());
+            let (mut replies, mut recs) = (String::new(), vec![]);
+            while next_line(&mut r, &mut buf).await {
+                let line = String::from_utf8_lossy(&buf);
+                let (rep, got) = s.line(line.trim_end_matches(['\n', '\r']));
+                replies.push_str(rep.as_deref().unwrap_or(""));
+                recs.extend(got);
+            }
+            writer.await.unwrap();
+            assert_eq!(replies, "O1\n", "split at {k}");
+            assert_eq!(recs.len(), 1, "split at {k}");
+            assert_eq!(recs[0].bal, "alice@op.example");
+            assert_eq!(recs[0].time_us, 1_796_234_710_000_000);
+        }
     }
 }
