@@ -9,13 +9,16 @@ set -euo pipefail
 C=${MSS_DEBIAN13_CACHE:-$HOME/.cache/mss-debian13}
 R=$C/root
 MIRROR=${MSS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# What goes in the chroot; a change here rebuilds the cache.
+PACKAGES="dovecot-imapd postfix python3-minimal systemd adduser"
+KEY="trixie minbase + $PACKAGES"
 fail() { echo "debian13-root: FAIL: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || fail "needs root (debootstrap, chroot)"
 mkdir -p "$C"
 # One builder at a time (test binaries may ask concurrently).
 exec 9>"$C/.lock"
 timeout 1800 flock 9 || fail "lock $C/.lock"
-if [ -f "$R/.mss-ready" ]; then echo "$R"; exit 0; fi
+if [ -f "$R/.mss-ready" ] && [ "$(head -1 "$R/.mss-ready")" = "$KEY" ]; then echo "$R"; exit 0; fi
 command -v debootstrap >/dev/null || fail "debootstrap missing (apt-get install debootstrap)"
 mkdir -p "$C"
 N=$C/root.new
@@ -33,14 +36,14 @@ mount -t proc proc "$N/proc"
 trap 'umount "$N/proc" 2>/dev/null || true' EXIT
 chroot "$N" debconf-set-selections /tmp/preseed
 DEBIAN_FRONTEND=noninteractive timeout 900 chroot "$N" apt-get install -y -q --no-install-recommends \
-  dovecot-imapd postfix python3-minimal systemd adduser >"$C/apt.log" 2>&1 \
+  $PACKAGES >"$C/apt.log" 2>&1 \
   || { tail -20 "$C/apt.log" >&2; fail "apt-get install in the chroot"; }
 chroot "$N" apt-get clean
 umount "$N/proc"; trap - EXIT
 t2=$(date +%s)
 chroot "$N" dovecot --version > "$N/.mss-dovecot-version"
 chroot "$N" postconf -d -h mail_version > "$N/.mss-postfix-version"
-echo "debootstrap $((t1-t0)) s, packages $((t2-t1)) s" > "$N/.mss-ready"
+printf '%s\ndebootstrap %s s, packages %s s\n' "$KEY" $((t1-t0)) $((t2-t1)) > "$N/.mss-ready"
 rm -rf "$R"; mv "$N" "$R"
 echo "debian13-root: built in $((t2-t0)) s: dovecot $(cat "$R/.mss-dovecot-version"), postfix $(cat "$R/.mss-postfix-version")" >&2
 echo "$R"
