@@ -37,6 +37,9 @@ pub fn inner(path: &Path) -> PathBuf {
     Path::new("/").join(path.strip_prefix(root()).expect("path under the chroot"))
 }
 
+/// The metric filter of `packaging/dovecot-2.4-events.conf`.
+pub const FILTER: &str = "event=auth_request_finished AND success=yes AND NOT protocol=doveadm";
+
 /// A private Dovecot 2.4 of the chroot: IMAP on `127.0.0.1:port`,
 /// passwd-file users, reporting logins to the events URL and/or the dict
 /// socket (a host path under the chroot).
@@ -51,6 +54,17 @@ impl Dovecot24 {
         users: &[(&str, &str)],
         imap_port: u16,
         events_url: Option<&str>,
+        dict_socket: Option<&Path>,
+    ) -> std::io::Result<Dovecot24> {
+        let events = events_url.map(|u| (u, FILTER));
+        Self::start_with(users, imap_port, events, dict_socket)
+    }
+
+    /// As [`Dovecot24::start`], with the metric filter given beside the URL.
+    pub fn start_with(
+        users: &[(&str, &str)],
+        imap_port: u16,
+        events: Option<(&str, &str)>,
         dict_socket: Option<&Path>,
     ) -> std::io::Result<Dovecot24> {
         let r = root();
@@ -71,10 +85,10 @@ impl Dovecot24 {
         let d = inner(&dir);
         let d = d.display();
         let mut extra = String::new();
-        if let Some(url) = events_url {
+        if let Some((url, filter)) = events {
             extra.push_str(&format!(
                 "event_exporter mss_sidecar {{\n  driver = http-post\n  http_post_url = {url}\n  format = json\n  time_format = rfc3339\n}}\n\
-                 metric mss_sidecar_logins {{\n  exporter = mss_sidecar\n  exporter_include = name hostname timestamps fields\n  filter = event=auth_request_finished AND success=yes AND NOT protocol=doveadm\n}}\n"
+                 metric mss_sidecar_logins {{\n  exporter = mss_sidecar\n  exporter_include = name hostname timestamps fields\n  filter = {filter}\n}}\n"
             ));
         }
         if let Some(sock) = dict_socket {
@@ -123,6 +137,21 @@ impl Dovecot24 {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(dv)
+    }
+
+    /// `doveadm auth test USER PASSWORD` against this instance (an admin
+    /// check, not a user login); whether it succeeded.
+    pub fn doveadm_auth_test(&self, user: &str, password: &str) -> bool {
+        Command::new("timeout")
+            .args(["30", "chroot"])
+            .arg(root())
+            .args(["doveadm", "-c"])
+            .arg(inner(&self.dir.join("dovecot.conf")))
+            .args(["auth", "test", user, password])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
     }
 
     /// Its log and stderr.

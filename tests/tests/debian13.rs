@@ -117,6 +117,96 @@ fn dovecot_2_4_imap_login_reaches_the_events_endpoint_with_its_protocol() {
     );
 }
 
+/// Bodies POSTed to a local HTTP listener, collected by a thread until
+/// `n` arrived or 20 s passed (answers 200 to each).
+fn collect_posts(l: std::net::TcpListener, n: usize) -> std::thread::JoinHandle<Vec<Vec<u8>>> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        l.set_nonblocking(true).unwrap();
+        let mut bodies = Vec::new();
+        while bodies.len() < n && Instant::now() < deadline {
+            let Ok((s, _)) = l.accept() else {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            };
+            s.set_nonblocking(false).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut w = s.try_clone().unwrap();
+            let mut r = BufReader::new(s);
+            // Requests on this connection (keep-alive), one after the other.
+            while bodies.len() < n {
+                let mut len = None;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        len = v.trim().parse::<usize>().ok();
+                    }
+                }
+                let Some(len) = len else { break };
+                let mut body = vec![0; len];
+                if r.read_exact(&mut body).is_err() {
+                    break;
+                }
+                bodies.push(body);
+                let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            }
+        }
+        bodies
+    })
+}
+
+/// What Dovecot 2.4.1 really POSTs for `doveadm auth test` and for an IMAP
+/// login, with a filter that lets doveadm through (an operator who dropped
+/// `NOT protocol=doveadm`): our parser ignores the first (`protocol` =
+/// doveadm) and records the second as `imap`.
+#[test]
+fn dovecot_2_4_real_bodies_doveadm_ignored_imap_recorded() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1/dovecot", l.local_addr().unwrap());
+    let posts = collect_posts(l, 2);
+    let imap = Postfix::free_port();
+    let alice = format!("alice@{DOMAIN}");
+    let bob = format!("bob@{DOMAIN}");
+    let dv = Dovecot24::start_with(
+        &[(&alice, "secret"), (&bob, "secret")],
+        imap,
+        Some((&url, "event=auth_request_finished AND success=yes")),
+        None,
+    )
+    .expect("dovecot 2.4");
+    assert!(dv.doveadm_auth_test(&alice, "secret"), "{}", dv.log());
+    assert!(Dovecot::imap_login(imap, &bob, "secret"), "{}", dv.log());
+    let bodies = posts.join().unwrap();
+    assert_eq!(bodies.len(), 2, "{}", dv.log());
+    use mss_sidecar::events::{parse_dovecot, DovecotOutcome};
+    let text: Vec<String> = bodies
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert!(text[0].contains(r#""protocol":"doveadm""#), "{}", text[0]);
+    assert_eq!(
+        parse_dovecot(&bodies[0]).unwrap(),
+        DovecotOutcome::Ignored("doveadm"),
+        "{}",
+        text[0]
+    );
+    match parse_dovecot(&bodies[1]).unwrap() {
+        DovecotOutcome::Login(r) => {
+            assert_eq!((r.bal.as_str(), r.service.as_str()), (bob.as_str(), "imap"))
+        }
+        o => panic!("{o:?}: {}", text[1]),
+    }
+}
+
 #[test]
 fn dovecot_2_4_last_login_dict_protocol_4_records_the_login_without_stalling() {
     let dir = tempfile::tempdir().unwrap();
