@@ -7,7 +7,8 @@
 #  4. as root, when no mss-sidecar package is installed already: `dpkg -i`,
 #     checks the user, directories and modes postinst made and that nothing
 #     was enabled, `systemd-analyze verify` of the installed units, runs
-#     /usr/bin/mss-sidecar --version, then `dpkg -r`.
+#     /usr/bin/mss-sidecar --version, then `dpkg -r`;
+#  5. as root, the same in the Debian 13 chroot (tests/deb-debian13.sh).
 # Usage: tests/deb.sh [PROFILE]   (default: dev, the profile tests/run builds;
 # operators build the release package: see README "Debian package").
 set -euo pipefail
@@ -46,6 +47,7 @@ sort > "$W/want" <<'EOF'
 -rw-r--r-- ./usr/share/doc/mss-sidecar/examples/postfix-milter.cf
 -rw-r--r-- ./usr/share/doc/mss-sidecar/examples/postfix-proxy.cf
 -rw-r--r-- ./usr/share/doc/mss-sidecar/examples/dovecot-events.conf
+-rw-r--r-- ./usr/share/doc/mss-sidecar/examples/dovecot-2.4-events.conf
 EOF
 diff -u "$W/want" "$W/got" || fail "package contents differ (- expected, + got)"
 # Nothing under /etc: the admin writes the configuration; no unit enabled by links.
@@ -65,6 +67,12 @@ sed -e "s#/var/lib/mss-sidecar#$W/state#g" "$W/root/usr/share/doc/mss-sidecar/ex
 mkdir -p "$W/state"
 timeout 30 "$W/root/usr/bin/mss-sidecar" --check --config "$W/config.toml" >/dev/null \
   || fail "the packaged example config does not pass mss-sidecar --check"
+
+# Debian 13: the same package installed in the trixie chroot (root only;
+# a chroot that cannot be built fails here, loudly).
+if [ "$(id -u)" = 0 ]; then
+  bash tests/deb-debian13.sh "$DEB" "$VERSION"
+fi
 
 if [ "$(id -u)" != 0 ]; then
   echo "deb: contents OK; dpkg -i skipped (not root)"

@@ -6,7 +6,7 @@
 //! - [`capture`]: the capture writer (group commit, bounded wait, journal).
 //! - [`proxy`]: the SMTP proxy front end and its protocol [`proxy::observer`].
 //! - [`milter`]: the milter front end (Postfix `smtpd_milters` / `non_smtpd_milters`).
-//! - [`events`]: login events: HTTP endpoint (Dovecot `event_exporter`, generic JSON) and Dovecot's `last_login` dict socket.
+//! - [`events`]: login events: HTTP endpoint (Dovecot 2.3/2.4 `event_exporter`, generic JSON) and Dovecot's `last_login` dict socket (`events/dict.rs`, protocol 3 and 4; `events/generations.rs`: tests of both Dovecot generations).
 //! - [`privdrop`]: becoming `[service] user` when started as root.
 //! - [`policy`]: the liste blanche policy (refuse or report recipients outside the Espace de Confiance).
 //! - [`metrics`]: counters and the `/metrics` endpoint.

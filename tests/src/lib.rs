@@ -4,6 +4,7 @@
 //! - [`fake_upstream`]: a misbehaving (or accepting) SMTP next hop.
 //! - [`guard`]: bounded waits on child processes; a guard that stops a child on drop.
 //! - [`dovecot`]: a private Dovecot as SASL server.
+//! - [`debian13`]: the Debian 13 chroot (Dovecot 2.4, Postfix 3.10) and a Dovecot 2.4 in it.
 //! - [`postfix`]: private Postfix instances (own config, queue, loopback port).
 //! - [`swaks`]: the swaks client.
 //! - [`smtp`]: a raw SMTP client for exact bytes and pipelining.
@@ -11,6 +12,7 @@
 //! - [`sipil`]: a local mTLS SIPIL server and its test PKI (rcgen).
 
 pub mod daemon;
+pub mod debian13;
 pub mod dovecot;
 pub mod fake_upstream;
 pub mod guard;

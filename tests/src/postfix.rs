@@ -1,4 +1,5 @@
-//! Private Postfix instances for tests (Debian's Postfix 3.7; tests run as root).
+//! Private Postfix instances for tests (Debian 12's Postfix 3.7, or Debian 13's
+//! Postfix 3.10 in the chroot of [`crate::debian13`]; tests run as root).
 //!
 //! Each instance has its own temp dir with `conf/` (main.cf, master.cf,
 //! tables), `queue/` and `data/`, listens on `127.0.0.1:PORT` only, delivers
@@ -18,7 +19,7 @@
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,8 @@ pub struct PostfixBuilder {
     master: Vec<String>,
     tables: Vec<(String, String, bool)>,
     port: Option<u16>,
+    /// Run the Postfix of this Debian root (`chroot ROOT postfix …`).
+    root: Option<PathBuf>,
 }
 
 impl Default for PostfixBuilder {
@@ -48,6 +51,7 @@ impl PostfixBuilder {
             master: vec![],
             tables: vec![],
             port: None,
+            root: None,
         }
     }
 
@@ -90,20 +94,44 @@ impl PostfixBuilder {
         self
     }
 
+    /// Run the Postfix installed in this root (the Debian 13 chroot of
+    /// [`crate::debian13`]) instead of the host's: the instance's dir is
+    /// under `ROOT/tmp`, every command runs through `chroot ROOT`.
+    pub fn in_root(mut self, root: &Path) -> Self {
+        self.root = Some(root.to_path_buf());
+        self
+    }
+
     pub fn start(self) -> std::io::Result<Postfix> {
-        let tmp = tempfile::Builder::new().prefix("mss-postfix-").tempdir()?;
+        let root = self.root.clone();
+        let tmp = match &root {
+            Some(r) => tempfile::Builder::new()
+                .prefix("mss-postfix-")
+                .tempdir_in(r.join("tmp"))?,
+            None => tempfile::Builder::new().prefix("mss-postfix-").tempdir()?,
+        };
         let dir = tmp.path().to_path_buf();
+        // The instance's paths as its Postfix sees them.
+        let inner = |p: &Path| inner_path(root.as_deref(), p);
+        let run = |prog: &str| in_root(root.as_deref(), prog);
         let conf = dir.join("conf");
         std::fs::create_dir_all(&conf)?;
         std::fs::create_dir_all(dir.join("queue"))?;
         std::fs::create_dir_all(dir.join("data"))?;
-        let st = Command::new("chown")
+        let st = run("chown")
             .arg("postfix")
-            .arg(dir.join("data"))
+            .arg(inner(&dir.join("data")))
             .status()?;
         assert!(st.success(), "chown postfix (tests must run as root)");
         let port = self.port.unwrap_or_else(Postfix::free_port);
-        let mut entries = base_main_cf(&dir);
+        let mut entries = base_main_cf(&inner(&dir));
+        if root.is_some() {
+            // /dev/stdout needs /proc, which the chroot does not mount:
+            // the log goes straight to the instance's file.
+            let log = inner(&dir.join("maillog")).display().to_string();
+            set_entry(&mut entries, "maillog_file_prefixes".into(), "/tmp".into());
+            set_entry(&mut entries, "maillog_file".into(), log);
+        }
         for (k, v) in self.main {
             set_entry(&mut entries, k, v);
         }
@@ -111,7 +139,12 @@ impl PostfixBuilder {
         main.push_str(&self.raw_main);
         std::fs::write(conf.join("main.cf"), main)?;
         let mut master = String::new();
-        for line in std::fs::read_to_string("/etc/postfix/master.cf")?.lines() {
+        for line in std::fs::read_to_string(match &root {
+            Some(r) => r.join("etc/postfix/master.cf"),
+            None => PathBuf::from("/etc/postfix/master.cf"),
+        })?
+        .lines()
+        {
             let fields: Vec<&str> = line.split_whitespace().collect();
             if line.starts_with(|c: char| !c.is_whitespace() && c != '#') && fields.len() >= 8 {
                 // No chroot (column 5): the queue is in a temp dir.
@@ -137,8 +170,10 @@ impl PostfixBuilder {
             let p = conf.join(name);
             std::fs::write(&p, content)?;
             if !regexp {
-                let out = Command::new("postmap")
-                    .arg(format!("hash:{}", p.display()))
+                let out = run("postmap")
+                    .arg("-c")
+                    .arg(inner(&conf))
+                    .arg(format!("hash:{}", inner(&p).display()))
                     .output()?;
                 assert!(
                     out.status.success(),
@@ -150,7 +185,7 @@ impl PostfixBuilder {
         // `postfix check` runs postconf, postsuper…: with maillog_file set
         // their warnings come on stdout.
         let check = output_within(
-            Command::new("postfix").arg("-c").arg(&conf).arg("check"),
+            run("postfix").arg("-c").arg(inner(&conf)).arg("check"),
             Duration::from_secs(30),
         )?;
         let printed = format!(
@@ -165,12 +200,17 @@ impl PostfixBuilder {
                 warnings(&printed).join("\n")
             )));
         }
-        let log = std::fs::File::create(dir.join("maillog"))?;
+        // In a root, Postfix writes `maillog` itself (see above).
+        let log = std::fs::File::create(dir.join(if root.is_some() {
+            "start-fg.out"
+        } else {
+            "maillog"
+        }))?;
         // Its own process group, so that a stuck instance can be killed
         // whole without touching the test runner.
-        let child = Command::new("postfix")
+        let child = run("postfix")
             .arg("-c")
-            .arg(&conf)
+            .arg(inner(&conf))
             .arg("start-fg")
             .process_group(0)
             .stdin(Stdio::null())
@@ -181,6 +221,7 @@ impl PostfixBuilder {
             port,
             dir,
             conf,
+            root,
             child: Some(child),
             _tmp: tmp,
         };
@@ -213,6 +254,8 @@ pub struct Postfix {
     pub dir: PathBuf,
     /// The config dir (`postfix -c`).
     pub conf: PathBuf,
+    /// The Debian root this instance's Postfix runs in, if not the host's.
+    pub root: Option<PathBuf>,
     child: Option<Child>,
     _tmp: tempfile::TempDir,
 }
@@ -246,9 +289,9 @@ impl Postfix {
         rcpts: &[&str],
         message: &str,
     ) -> std::io::Result<std::process::Output> {
-        let mut c = Command::new("/usr/sbin/sendmail")
+        let mut c = in_root(self.root.as_deref(), "/usr/sbin/sendmail")
             .arg("-C")
-            .arg(&self.conf)
+            .arg(inner_path(self.root.as_deref(), &self.conf))
             .arg("-f")
             .arg(from)
             .args(rcpts)
@@ -306,9 +349,9 @@ impl Drop for Postfix {
     fn drop(&mut self) {
         let master = self.master_pid();
         let stopped = output_within(
-            Command::new("postfix")
+            in_root(self.root.as_deref(), "postfix")
                 .arg("-c")
-                .arg(&self.conf)
+                .arg(inner_path(self.root.as_deref(), &self.conf))
                 .arg("stop"),
             Duration::from_secs(20),
         )
@@ -338,6 +381,26 @@ impl Drop for Postfix {
         }
         let _ = c.kill();
         let _ = wait_within(&mut c, Duration::from_secs(10));
+    }
+}
+
+/// `prog`, or `chroot ROOT prog` when a root is given.
+pub fn in_root(root: Option<&Path>, prog: &str) -> Command {
+    match root {
+        Some(r) => {
+            let mut c = Command::new("chroot");
+            c.arg(r).arg(prog);
+            c
+        }
+        None => Command::new(prog),
+    }
+}
+
+/// `p` (under `root`, if any) as the processes run in that root see it.
+fn inner_path(root: Option<&Path>, p: &Path) -> PathBuf {
+    match root {
+        Some(r) => Path::new("/").join(p.strip_prefix(r).expect("path under the root")),
+        None => p.to_path_buf(),
     }
 }
 
@@ -409,7 +472,7 @@ fn base_main_cf(dir: &std::path::Path) -> Vec<(String, String)> {
          relay_transport = discard\n\
          maillog_file = /dev/stdout\n\
          smtputf8_enable = yes\n\
-         disable_dns_lookups = yes\n\
+         smtp_dns_support_level = disabled\n\
          smtp_host_lookup = native\n\
          alias_maps =\n\
          alias_database =\n\

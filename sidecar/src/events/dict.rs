@@ -1,14 +1,20 @@
 //! Dovecot's `last_login` plugin through the dict-proxy protocol
-//! (`[events] dict_socket`, a Unix socket; Dovecot 2.3).
+//! (`[events] dict_socket`, a Unix socket; Dovecot 2.3 = protocol 3,
+//! Dovecot 2.4 = protocol 4).
 //!
 //! One line per command, fields separated by TAB, escaped with `\x01`
-//! (`\x011` = `\x01`, `\x01t` = TAB, `\x01n` = LF, `\x01r` = CR):
-//! `H…` hello (no reply), `B<id>\t<user>` begin, `S<id>\t<key>\t<value>` set,
-//! `C<id>` / `D<id>` commit (reply `O<id>`), `A<id>` rollback (no reply),
-//! `L<key>` lookup (reply `N`: we keep nothing to look up). The plugin sets
-//! `shared/last-login/<user>` to the unix time of the login; the login is
-//! recorded at commit. Anything else is ignored, so that a newer Dovecot
-//! never blocks on us. The socket file is removed at start if stale and at
+//! (`\x011` = `\x01`, `\x01t` = TAB, `\x01n` = LF, `\x01r` = CR,
+//! `\x010` = NUL): `H<major>\t<minor>\t…` hello (no reply; 3 and 4
+//! accepted), `B<id>\t<user>[\t<expire_secs>]` begin (the third field
+//! from protocol 4), `S<id>\t<key>\t<value>` set, `U<id>\t<key>` unset,
+//! `A<id>\t<key>\t<diff>` atomic increment, `T`/`V` timestamp and
+//! hide-log-values (transaction commands: no reply), `C<id>` / `D<id>`
+//! commit (reply `O<id>`), `R<id>` rollback (no reply), `L<key>` lookup
+//! (reply `N`: we keep nothing to look up), `I…` iterate (reply: the empty
+//! line that ends an iteration). The plugin sets `shared/last-login/<user>`
+//! to the unix time of the login; the login is recorded at commit; an
+//! increment is not a login and is ignored. Anything else gets no reply and
+//! is ignored, so that a newer Dovecot never blocks on us. The socket file is removed at start if stale and at
 //! stop: a socket file nobody listens on delays every IMAP login by ~3 s.
 
 use std::collections::HashMap;
@@ -35,6 +41,7 @@ fn unescape(s: &str) -> String {
                 Some('t') => out.push('\t'),
                 Some('n') => out.push('\n'),
                 Some('r') => out.push('\r'),
+                Some('0') => out.push('\0'),
                 Some(o) => out.push(o),
                 None => {}
             }
@@ -109,14 +116,36 @@ impl Session {
                 let raw_id = rest.split('\t').next().unwrap_or("");
                 (Some(format!("O{raw_id}\n")), recs)
             }
-            'A' => {
+            'R' => {
                 self.txns.remove(&f[0]);
                 (None, vec![])
             }
+            'H' => {
+                if !matches!(f[0].as_str(), "2" | "3" | "4") {
+                    tracing::warn!(version = %f[0], "dict: unknown protocol major version, answering as 4");
+                }
+                (None, vec![])
+            }
             'L' => (Some("N\n".into()), vec![]),
+            'I' => (Some("\n".into()), vec![]),
             _ => (None, vec![]),
         }
     }
+}
+
+/// Read the next line (LF included) into `buf`, however the bytes arrive;
+/// false at end of stream, on error, or for a line over [`MAX_LINE`].
+async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> bool {
+    buf.clear();
+    let n = match r.take(MAX_LINE as u64).read_until(b'\n', buf).await {
+        Ok(0) | Err(_) => return false,
+        Ok(n) => n,
+    };
+    if n == MAX_LINE && buf.last() != Some(&b'\n') {
+        tracing::warn!("dict: line longer than {MAX_LINE} bytes, closing");
+        return false;
+    }
+    true
 }
 
 async fn connection(stream: UnixStream, ctx: Arc<EventsContext>) {
@@ -124,20 +153,7 @@ async fn connection(stream: UnixStream, ctx: Arc<EventsContext>) {
     let mut r = BufReader::new(r);
     let mut s = Session::default();
     let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        let n = match (&mut r)
-            .take(MAX_LINE as u64)
-            .read_until(b'\n', &mut buf)
-            .await
-        {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        if n == MAX_LINE && buf.last() != Some(&b'\n') {
-            tracing::warn!("dict: line longer than {MAX_LINE} bytes, closing");
-            return;
-        }
+    while next_line(&mut r, &mut buf).await {
         let line = String::from_utf8_lossy(&buf);
         let (reply, recs) = s.line(line.trim_end_matches(['\n', '\r']));
         if !recs.is_empty() {
@@ -236,10 +252,10 @@ mod tests {
         assert_eq!(recs.len(), 1);
         assert_eq!(recs[0].bal, "alice@ch-a.fr");
         assert_eq!(recs[0].time_us, 1_790_000_000_000_000);
-        // Rolled back: nothing.
+        // Rolled back (`R`, as Dovecot's dict client sends it): nothing.
         s.line("B2\tbob@ch-a.fr");
         s.line("S2\tshared/last-login/bob@ch-a.fr\t1790000000");
-        assert_eq!(s.line("A2"), (None, vec![]));
+        assert_eq!(s.line("R2"), (None, vec![]));
         assert_eq!(s.line("C2").1.len(), 0);
         // Escapes, absurd values, unknown commands.
         assert_eq!(unescape("a\x01tb\x011\x01n"), "a\tb\x01\n");
@@ -265,5 +281,97 @@ mod tests {
         }
         assert_eq!(s.line("C1").1.len(), MAX_PER_TXN);
         assert_eq!(s.line("C4999"), (Some("O4999\n".into()), vec![]));
+    }
+
+    /// The exact traffic of one IMAP login through Dovecot 2.4.1's
+    /// last_login plugin (Debian 13), as recorded in issue 19.
+    #[test]
+    fn dovecot_2_4_protocol_4() {
+        let mut s = Session::default();
+        assert_eq!(s.line("H4\t0\t0\t\tlastlogin"), (None, vec![]));
+        assert_eq!(s.line("B1\talice@op.example\t0"), (None, vec![]));
+        assert_eq!(
+            s.line("S1\tshared/last-login/alice@op.example\t1796234710"),
+            (None, vec![])
+        );
+        let (rep, recs) = s.line("C1");
+        assert_eq!(rep.as_deref(), Some("O1\n"));
+        assert_eq!(
+            recs,
+            vec![LoginRecord {
+                bal: "alice@op.example".into(),
+                time_us: 1_796_234_710_000_000,
+                service: "dovecot".into(),
+                source: "dict".into(),
+            }]
+        );
+    }
+
+    #[test]
+    fn atomic_increment_unset_timestamp_are_not_logins_and_get_no_reply() {
+        let mut s = Session::default();
+        s.line("H4\t0\t0\t\tlastlogin");
+        s.line("B7\tbob@op.example\t3600");
+        assert_eq!(
+            s.line("A7\tshared/last-login/bob@op.example\t1"),
+            (None, vec![])
+        );
+        assert_eq!(s.line("U7\tshared/x"), (None, vec![]));
+        assert_eq!(s.line("T7\t1796234710\t0"), (None, vec![]));
+        assert_eq!(s.line("V7\tyes"), (None, vec![]));
+        // `A` no longer rolls back: the transaction still commits, empty.
+        assert_eq!(s.line("C7"), (Some("O7\n".into()), vec![]));
+        // An iteration ends at once (empty line); a rollback of an unknown
+        // id is harmless.
+        assert_eq!(s.line("I0\tshared/"), (Some("\n".into()), vec![]));
+        assert_eq!(s.line("R99"), (None, vec![]));
+        assert_eq!(unescape("a\x010b"), "a\0b");
+    }
+
+    /// Dovecot 2.3 (protocol 3): BEGIN without expire, then a rollback.
+    #[test]
+    fn dovecot_2_3_protocol_3_and_rollback() {
+        let mut s = Session::default();
+        s.line("H3\t2\t0\t\tlastlogin");
+        s.line("B1\tcarol@op.example");
+        s.line("S1\tshared/last-login/carol@op.example\t1796234710");
+        assert_eq!(s.line("R1"), (None, vec![]));
+        assert_eq!(s.line("C1"), (Some("O1\n".into()), vec![]));
+        s.line("B2\tcarol@op.example");
+        s.line("S2\tshared/last-login/carol@op.example\t1796234711");
+        let (rep, recs) = s.line("C2");
+        assert_eq!(rep.as_deref(), Some("O2\n"));
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].time_us, 1_796_234_711_000_000);
+    }
+
+    /// Dovecot 2.4.1's traffic for one login, split at every byte (two
+    /// writes, the second after a pause): the same replies and login.
+    #[tokio::test]
+    async fn dovecot_2_4_traffic_split_at_every_byte() {
+        use tokio::io::AsyncWriteExt;
+        let traffic = b"H4\t0\t0\t\tlastlogin\nB1\talice@op.example\t0\nS1\tshared/last-login/alice@op.example\t1796234710\nC1\n";
+        for k in 0..=traffic.len() {
+            let (mut tx, rx) = tokio::io::duplex(16);
+            let writer = tokio::spawn(async move {
+                tx.write_all(&traffic[..k]).await.unwrap();
+                tokio::task::yield_now().await;
+                tx.write_all(&traffic[k..]).await.unwrap();
+            });
+            let mut r = BufReader::new(rx);
+            let (mut s, mut buf) = (Session::default(), Vec::new());
+            let (mut replies, mut recs) = (String::new(), vec![]);
+            while next_line(&mut r, &mut buf).await {
+                let line = String::from_utf8_lossy(&buf);
+                let (rep, got) = s.line(line.trim_end_matches(['\n', '\r']));
+                replies.push_str(rep.as_deref().unwrap_or(""));
+                recs.extend(got);
+            }
+            writer.await.unwrap();
+            assert_eq!(replies, "O1\n", "split at {k}");
+            assert_eq!(recs.len(), 1, "split at {k}");
+            assert_eq!(recs[0].bal, "alice@op.example");
+            assert_eq!(recs[0].time_us, 1_796_234_710_000_000);
+        }
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! - `POST /v1/dovecot`: what Dovecot's `event_exporter` sends (`format =
 //!   json`, `transport = http-post`). Only `auth_request_finished` with
-//!   `fields.success = "yes"` is recorded; `service = doveadm` and failures
+//!   `fields.success = "yes"` is recorded; the service is `fields.service`
+//!   (Dovecot 2.3) or `fields.protocol` (2.4); `doveadm` and failures
 //!   are ignored (200, nothing stored). `end_time` may be RFC 3339
 //!   (`format_args = time-rfc3339`) or unix seconds (the default).
 //! - `POST /v1/logins`: `{"bal", "time" (RFC 3339), "service"}` or an array
@@ -147,12 +148,13 @@ pub fn parse_dovecot(body: &[u8]) -> Result<DovecotOutcome, Refused> {
     if field(&ev, "success") != Some("yes") {
         return Ok(DovecotOutcome::Ignored("not a successful login"));
     }
-    let service = field(&ev, "service")
-        .unwrap_or("unknown")
-        .to_ascii_lowercase();
-    if service == "doveadm" {
+    // Dovecot 2.3 names the protocol `service`, 2.4 `protocol`.
+    let svc23 = field(&ev, "service").map(str::to_ascii_lowercase);
+    let proto24 = field(&ev, "protocol").map(str::to_ascii_lowercase);
+    if svc23.as_deref() == Some("doveadm") || proto24.as_deref() == Some("doveadm") {
         return Ok(DovecotOutcome::Ignored("doveadm"));
     }
+    let service = svc23.or(proto24).unwrap_or_else(|| "unknown".into());
     let Some(user) = field(&ev, "user") else {
         return refused(
             StatusCode::BAD_REQUEST,
@@ -402,3 +404,6 @@ pub async fn serve_http_auth(
         tracing::error!("events endpoint stopped: {e}");
     }
 }
+
+#[cfg(test)]
+mod generations;
