@@ -24,6 +24,9 @@ pub struct Message {
     pub queue_id: String,
     /// Time of the origin line (else the first line seen), UTC µs.
     pub time_us: i64,
+    /// Order of the message's first line in the logs read (ties within a
+    /// syslog second keep log order).
+    pub seq: u64,
     pub origin: Origin,
     /// Envelope sender as logged (`from=<…>`), lower-cased; empty for `<>`.
     pub sender: String,
@@ -54,6 +57,7 @@ pub struct Episodes {
     /// cleanup pids that just warned about their milter (next message-id).
     cleanup_warned: HashMap<(String, u32), bool>,
     pub without_origin: u64,
+    next_seq: u64,
 }
 
 fn queue_id(msg: &str) -> Option<(&str, &str)> {
@@ -129,7 +133,8 @@ impl Episodes {
                         return;
                     }
                 }
-                let mut m = new_message(inst, qid, l.time_us, Origin::Pickup);
+                self.next_seq += 1;
+                let mut m = new_message(inst, qid, l.time_us, self.next_seq, Origin::Pickup);
                 m.sender = angle(rest, "from=").unwrap_or_default();
                 self.open.insert(key, m);
             }
@@ -193,7 +198,8 @@ impl Episodes {
         if let Some((qid, rest)) = queue_id(l.msg) {
             if rest.starts_with("client=") {
                 let s = self.sessions.get(&key);
-                let mut m = new_message(l.instance, qid, l.time_us, Origin::Smtpd);
+                self.next_seq += 1;
+                let mut m = new_message(l.instance, qid, l.time_us, self.next_seq, Origin::Smtpd);
                 m.milter_down = s.is_some_and(|s| s.milter_down);
                 m.proxy_down = s.is_some_and(|s| s.proxy_down);
                 self.open
@@ -213,9 +219,11 @@ impl Episodes {
     fn get(&mut self, inst: &str, qid: &str, time_us: i64) -> &mut Message {
         let key = (inst.to_string(), qid.to_string());
         let without = &mut self.without_origin;
+        let seq = &mut self.next_seq;
         self.open.entry(key).or_insert_with(|| {
             *without += 1;
-            new_message(inst, qid, time_us, Origin::Unknown)
+            *seq += 1;
+            new_message(inst, qid, time_us, *seq, Origin::Unknown)
         })
     }
 
@@ -227,7 +235,7 @@ impl Episodes {
             .into_values()
             .chain(self.requeued.into_values())
             .collect();
-        rest.sort_by(|a, b| (a.time_us, &a.queue_id).cmp(&(b.time_us, &b.queue_id)));
+        rest.sort_by_key(|m| (m.time_us, m.seq));
         for m in rest {
             done(m);
         }
@@ -241,11 +249,12 @@ fn angle_plain(s: &str, key: &str) -> Option<String> {
     Some(v.to_string())
 }
 
-fn new_message(inst: &str, qid: &str, time_us: i64, origin: Origin) -> Message {
+fn new_message(inst: &str, qid: &str, time_us: i64, seq: u64, origin: Origin) -> Message {
     Message {
         instance: inst.to_string(),
         queue_id: qid.to_string(),
         time_us,
+        seq,
         origin,
         sender: String::new(),
         size: 0,

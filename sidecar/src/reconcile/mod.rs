@@ -182,7 +182,7 @@ pub fn read_logs(
     cov.first_line = first.map(fmt);
     cov.last_line = last.map(fmt);
     cov.gaps = gaps.into_iter().map(|(a, b)| [fmt(a), fmt(b)]).collect();
-    out.sort_by(|a, b| (a.1.time_us, &a.1.queue_id).cmp(&(b.1.time_us, &b.1.queue_id)));
+    out.sort_by_key(|(_, m)| (m.time_us, m.seq));
     Ok(out)
 }
 

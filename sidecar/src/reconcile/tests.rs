@@ -126,3 +126,22 @@ fn sender_rule() {
     assert_eq!(sender_domain("srs0=h=tt=b.fr=u@a.fr", &c), None);
     assert_eq!(sender_domain("u@b.fr", &c), None);
 }
+
+#[test]
+fn messages_of_one_syslog_second_keep_log_order_not_queue_id_order() {
+    let log = "\
+Dec 02 12:00:00 mx postfix/smtpd[10]: FFFFF1: client=c[10.0.0.1]
+Dec 02 12:00:00 mx postfix/pickup[50]: 00000A: uid=0 from=<root@a.fr>
+Dec 02 12:00:00 mx postfix/qmgr[30]: FFFFF1: from=<alice@a.fr>, size=400, nrcpt=1 (queue active)
+Dec 02 12:00:00 mx postfix/qmgr[30]: 00000A: from=<root@a.fr>, size=400, nrcpt=1 (queue active)
+";
+    let mut clock = parse::Clock::new(TimeZone::UTC, 2026, 12);
+    let mut eps = Episodes::default();
+    let mut out = Vec::new();
+    for l in log.lines() {
+        eps.line(&clock.split(l).unwrap(), |m| out.push(m));
+    }
+    eps.finish(|m| out.push(m));
+    let ids: Vec<&str> = out.iter().map(|m| m.queue_id.as_str()).collect();
+    assert_eq!(ids, ["FFFFF1", "00000A"]);
+}
