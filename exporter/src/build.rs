@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use mss_shared::config::{domain_of, Config};
+use mss_shared::coverage::Coverage;
+use mss_shared::indicators::{address, admission, connexions, membership};
 use mss_shared::month::{format_csv_date, from_micros, CsvDates, Month};
 use mss_shared::store::capture::CaptureStore;
 use mss_shared::store::registry::{BalType, Mailbox, RegistryStore};
@@ -25,6 +27,7 @@ use mss_shared::Error;
 use serde::Serialize;
 use zip::write::SimpleFileOptions;
 
+use crate::quarantine;
 use crate::validate::{self, Rules, CONNEXIONS_HEADER, ECHANGES_HEADER};
 
 /// What the formatting thread sends the compression thread.
@@ -156,7 +159,7 @@ impl Drop for ZipPipe {
 }
 
 /// `1900-01-01 00:00:00`: last connection unknown (SPEC.md).
-pub const UNKNOWN_DATE: &str = "1900-01-01 00:00:00";
+pub use mss_shared::indicators::connexions::UNKNOWN_DATE;
 
 /// What a build produced (`--json`).
 #[derive(Debug, Serialize)]
@@ -164,6 +167,10 @@ pub struct BuildReport {
     pub month: String,
     pub archives: Vec<PathBuf>,
     pub domains: Vec<DomainReport>,
+    /// Rows left out because they cannot be written validly, listed in `quarantine_file`.
+    pub quarantined: u64,
+    /// `AAAAMM_quarantine.csv` beside the archive, when a row was quarantined.
+    pub quarantine_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -171,6 +178,9 @@ pub struct DomainReport {
     pub domain: String,
     pub echanges_rows: u64,
     pub excluded_rows: u64,
+    /// Rows whose sender is an SRS forward on an operator domain (not a BAL's mail).
+    pub forwarded_rows: u64,
+    pub quarantined_rows: u64,
     pub connexions_rows: u64,
     /// BALs seen in traffic or logins but absent from the registry.
     pub discovered: u64,
@@ -200,51 +210,61 @@ fn bump(map: &mut HashMap<String, i64>, k: String, t: i64) {
 impl Activity {
     /// Months `m` and the `lookback - 1` before it (what retention keeps).
     /// Captured logins and those imported from logs (registry) both count.
+    /// Addresses are canonicalised (`recipient_delimiter`, trailing dot).
     fn load(
         cap: &CaptureStore,
         reg: &RegistryStore,
         m: Month,
         lookback: u32,
+        delim: &str,
     ) -> Result<Self, Error> {
         let mut a = Activity::default();
         let mut month = m;
+        let c = |b: String| address::canonical(&b, delim);
         for _ in 0..lookback.max(1) {
             for ((bal, _service), (t, _)) in cap.logins(month)? {
-                bump(&mut a.login, bal, t);
+                bump(&mut a.login, c(bal), t);
             }
             for (bal, t) in reg.imported_logins(month)? {
-                bump(&mut a.login, bal, t);
+                bump(&mut a.login, c(bal), t);
             }
             for (bal, t) in cap.sent(month)? {
-                bump(&mut a.sent, bal, t);
+                bump(&mut a.sent, c(bal), t);
             }
             for (bal, t) in cap.received(month)? {
-                bump(&mut a.received, bal, t);
+                bump(&mut a.received, c(bal), t);
             }
             month = month.prev();
         }
         Ok(a)
     }
 
-    /// DATE_DERNIERE_CONNEXION of a BAL (SPEC.md Connexions rules).
-    fn date(&self, bal: &str, reg: Option<&Mailbox>, tz: &jiff::tz::TimeZone) -> String {
-        if reg.is_some_and(|m| !m.login_tracking) {
-            return UNKNOWN_DATE.into();
+    /// The facts [`connexions::decide`] needs for `bal` (SPEC.md Connexions rules).
+    fn facts(&self, bal: &str, reg: Option<&Mailbox>, cov: &Coverage) -> connexions::Facts {
+        let last_exchange = [self.sent.get(bal), self.received.get(bal)]
+            .into_iter()
+            .flatten()
+            .max()
+            .copied();
+        connexions::Facts {
+            applicative: reg.is_some_and(|m| m.kind == BalType::Applicative),
+            last_login: self.login.get(bal).copied(),
+            last_exchange,
+            created: reg.and_then(|m| membership::created(&m.history)),
+            logins_since: domain_of(bal).and_then(|d| cov.logins_since(&d)),
         }
-        let fmt = |t: i64| format_csv_date(from_micros(t), tz);
-        if let Some(t) = self.login.get(bal) {
-            return fmt(*t);
-        }
-        if reg.is_some_and(|m| m.kind == BalType::Applicative) {
-            let last = [self.sent.get(bal), self.received.get(bal)]
-                .into_iter()
-                .flatten()
-                .max();
-            if let Some(t) = last {
-                return fmt(*t);
-            }
-        }
-        String::new()
+    }
+
+    /// DATE_DERNIERE_CONNEXION of a BAL: the exact string written in the file.
+    fn date(
+        &self,
+        bal: &str,
+        reg: Option<&Mailbox>,
+        cfg: &Config,
+        tz: &jiff::tz::TimeZone,
+    ) -> String {
+        connexions::decide(&self.facts(bal, reg, &cfg.coverage))
+            .render(|t| format_csv_date(from_micros(t), tz))
     }
 }
 
@@ -300,14 +320,23 @@ pub fn build_with_progress(
     let tz = cfg.tz();
     std::fs::create_dir_all(out_dir)
         .map_err(io_err(format!("output directory {}", out_dir.display())))?;
-    let activity = Activity::load(cap, reg, month, cfg.store.retention_months)?;
+    let delim = cfg.operator.recipient_delimiter.as_str();
+    let activity = Activity::load(cap, reg, month, cfg.store.retention_months, delim)?;
     let mut registry: BTreeMap<String, Vec<Mailbox>> = BTreeMap::new();
     for m in reg.list(None)? {
         registry.entry(m.domain()).or_default().push(m);
     }
-    let mut logins_this_month: BTreeSet<String> =
-        cap.logins(month)?.into_keys().map(|(b, _)| b).collect();
-    logins_this_month.extend(reg.imported_logins(month)?.into_keys());
+    let mut logins_this_month: BTreeSet<String> = cap
+        .logins(month)?
+        .into_keys()
+        .map(|(b, _)| address::canonical(&b, delim))
+        .collect();
+    logins_this_month.extend(
+        reg.imported_logins(month)?
+            .into_keys()
+            .map(|b| address::canonical(&b, delim)),
+    );
+    let mut quarantined: Vec<quarantine::Row> = vec![];
 
     let tmp_path = out_dir.join(format!(".{}-build.zip.tmp", month.compact()));
     let mut zip = ZipPipe::create(&tmp_path)?;
@@ -340,20 +369,49 @@ pub fn build_with_progress(
         let mut w = csv_writer(&mut zip, cfg);
         w.write_record(ECHANGES_HEADER)
             .map_err(|e| Error::Other(format!("{name}: {e}")))?;
-        let (mut rows, mut skipped) = (0u64, 0u64);
+        let (mut rows, mut skipped, mut forwarded, mut held) = (0u64, 0u64, 0u64, 0u64);
         let mut senders: BTreeSet<String> = BTreeSet::new();
         let mut werr = None;
+        // Recipients already written for the current MAIL_ID (its rows are contiguous):
+        // two captured spellings of one address (`b@x.fr.`, `b@x.fr`) make one row.
+        let (mut cur_id, mut cur_rcpts) = (String::new(), HashSet::<String>::new());
         cap.for_each_out(month, Some(domain), |r| {
-            if excluded.contains(r.sender.as_str()) {
+            // Rows are keyed by an operator domain: an SRS sender there is a forward.
+            if address::is_srs_forward(&r.sender, |_| true) {
+                forwarded += 1;
+                return;
+            }
+            let sender = address::canonical(&r.sender, delim);
+            if excluded.contains(sender.as_str()) {
                 skipped += 1;
                 return;
             }
-            let size = sizes.format(r.size);
+            let recipient = address::canonical(&r.recipient, "");
+            if r.mail_id != cur_id {
+                cur_id.clone_from(&r.mail_id);
+                cur_rcpts.clear();
+            }
+            if !cur_rcpts.insert(recipient.to_ascii_lowercase()) {
+                return;
+            }
             let date = dates.format(from_micros(r.time_us));
+            if let Err(why) = admission::admit(&r.mail_id, &sender, &recipient) {
+                held += 1;
+                quarantined.push(quarantine::Row {
+                    mail_id: r.mail_id,
+                    sender,
+                    recipient,
+                    date: date.to_string(),
+                    size: r.size,
+                    reason: why.as_str(),
+                });
+                return;
+            }
+            let size = sizes.format(r.size);
             let row: [&[u8]; 5] = [
                 r.mail_id.as_bytes(),
-                r.sender.as_bytes(),
-                r.recipient.as_bytes(),
+                sender.as_bytes(),
+                recipient.as_bytes(),
                 date.as_bytes(),
                 size.as_bytes(),
             ];
@@ -361,8 +419,8 @@ pub fn build_with_progress(
                 werr.get_or_insert(e);
             }
             rows += 1;
-            if !boxes.contains_key(r.sender.as_str()) && !senders.contains(&r.sender) {
-                senders.insert(r.sender);
+            if !boxes.contains_key(sender.as_str()) && !senders.contains(&sender) {
+                senders.insert(sender);
             }
         })?;
         if let Some(e) = werr {
@@ -393,7 +451,7 @@ pub fn build_with_progress(
         w.write_record(CONNEXIONS_HEADER)
             .map_err(|e| Error::Other(format!("{name}: {e}")))?;
         for (bal, m) in &bals {
-            w.write_record([bal.as_str(), &activity.date(bal, *m, &tz)])
+            w.write_record([bal.as_str(), &activity.date(bal, *m, cfg, &tz)])
                 .map_err(|e| Error::Other(format!("{name}: {e}")))?;
         }
         w.flush().map_err(io_err(&name))?;
@@ -402,6 +460,8 @@ pub fn build_with_progress(
             domain: domain.clone(),
             echanges_rows: rows,
             excluded_rows: skipped,
+            forwarded_rows: forwarded,
+            quarantined_rows: held,
             connexions_rows: bals.len() as u64,
             discovered,
             excluded: why_excluded,
@@ -428,10 +488,13 @@ pub fn build_with_progress(
             )));
         }
     }
+    let quarantine_file = quarantine::write(cfg, out_dir, month, &quarantined)?;
     Ok(BuildReport {
         month: month.to_string(),
         archives,
         domains: reports,
+        quarantined: quarantined.len() as u64,
+        quarantine_file,
     })
 }
 
@@ -453,6 +516,14 @@ pub fn summary(r: &BuildReport) -> String {
         sum(|d| d.excluded.len() as u64),
         r.archives.len()
     );
+    if let Some(f) = &r.quarantine_file {
+        let _ = writeln!(
+            o,
+            "warning: {} row(s) quarantined (cannot be written validly, left out of the files): see {}",
+            r.quarantined,
+            f.display()
+        );
+    }
     // Thousands of domains: detail only those with something to say.
     for d in &r.domains {
         if d.discovered == 0 && d.excluded.is_empty() && r.domains.len() > 20 {

@@ -2,6 +2,7 @@
 //!
 //! ## Layout
 //! - [`config`]: the TOML configuration, strict loading and validation.
+//! - [`coverage`]: `[coverage]`, from which day every login is captured.
 //! - [`model`]: records handed from the front ends to the capture writer; MAIL_ID.
 //! - [`month`]: months and time zones (`operator.timezone`), CSV date format.
 //! - [`store`]: the RocksDB stores and their key layout ([`store::capture`]).
@@ -11,6 +12,7 @@
 //! - [`indicators`]: the ANS rules (addresses, admission, membership, Connexions), pure.
 
 pub mod config;
+pub mod coverage;
 pub mod error;
 pub mod exit;
 pub mod indicators;

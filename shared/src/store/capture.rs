@@ -38,6 +38,7 @@ use serde::Serialize;
 
 use crate::config::domain_of;
 use crate::error::{Error, Result};
+use crate::indicators::address::drop_trailing_dot;
 use crate::model::{LoginRecord, MessageRecord, Record};
 use crate::month::{from_micros, Month};
 
@@ -245,21 +246,37 @@ impl CaptureStore {
 
     fn add_message(&self, batch: &mut WriteBatch, m: &MessageRecord, cls: &Classifier) {
         let month = Month::of(from_micros(m.time_us), &cls.tz);
-        if let Some(domain) = cls.operator_domain(&m.sender) {
-            let value = out_value(m);
+        // A domain's trailing dot (`a@ch-a.fr.`) is dropped here: one BAL, one spelling.
+        let sender = drop_trailing_dot(&m.sender);
+        if let Some(domain) = cls.operator_domain(&sender) {
+            let value = if sender.len() == m.sender.len() {
+                out_value(m)
+            } else {
+                out_value(&MessageRecord {
+                    sender: sender.to_string(),
+                    ..m.clone()
+                })
+            };
             let mut k = month.key().to_vec();
-            k.extend_from_slice(m.sender.as_bytes());
+            k.extend_from_slice(sender.as_bytes());
             batch.merge_cf(self.cf(CF_SNT), k, (m.time_us.max(0) as u64).to_be_bytes());
             for rcpt in &m.recipients {
                 batch.put_cf(
                     self.cf(CF_OUT),
-                    out_key(month, &domain, m.time_us, &m.mail_id, rcpt),
+                    out_key(
+                        month,
+                        &domain,
+                        m.time_us,
+                        &m.mail_id,
+                        &drop_trailing_dot(rcpt),
+                    ),
                     &value,
                 );
             }
         }
         for rcpt in &m.recipients {
-            if cls.operator_domain(rcpt).is_some() {
+            let rcpt = drop_trailing_dot(rcpt);
+            if cls.operator_domain(&rcpt).is_some() {
                 let mut k = month.key().to_vec();
                 k.extend_from_slice(rcpt.as_bytes());
                 batch.merge_cf(self.cf(CF_RCV), k, (m.time_us.max(0) as u64).to_be_bytes());

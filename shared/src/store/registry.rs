@@ -119,44 +119,15 @@ impl Mailbox {
         true
     }
 
-    /// The status in force on `day` (last change dated on or before it).
-    fn status_on(&self, before: Date) -> Option<&StatusChange> {
-        self.history
-            .iter()
-            .rev()
-            .find(|c| c.date.is_none_or(|d| d < before))
-    }
-
-    /// Whether the BAL appears in the files of month `r` (SPEC.md exclusions,
-    /// "M-1" = `r`, "M" = the month after):
-    /// - test BALs never;
-    /// - not before it exists: a status known before the end of `r` is needed;
-    /// - judged on the status in force at the end of M (changes after M do
-    ///   not alter an old month's files): active → in; suspended or deleted
-    ///   on a date in `r` or later → in; earlier → out.
+    /// Whether the BAL appears in the files of month `r`
+    /// ([`crate::indicators::membership::excluded`]).
     pub fn included_in(&self, r: Month) -> bool {
         self.excluded_from(r).is_none()
     }
 
-    /// Why the BAL is left out of the files of month `r` (see
-    /// [`Mailbox::included_in`]), or `None` if it is in them.
+    /// Why the BAL is left out of the files of month `r`, or `None` if it is in them.
     pub fn excluded_from(&self, r: Month) -> Option<String> {
-        if self.test {
-            return Some("test mailbox".into());
-        }
-        if self.status_on(r.next().first_day()).is_none() {
-            return Some(format!("not yet registered during {r}"));
-        }
-        match self.status_on(r.next().next().first_day()) {
-            None => Some(format!("not yet registered during {r}")),
-            Some(c) => match (c.status, c.date) {
-                (Status::Active, _) => None,
-                (st, Some(d)) if d < r.first_day() => {
-                    Some(format!("{} since {d}, before {r}", st.as_str()))
-                }
-                _ => None,
-            },
-        }
+        crate::indicators::membership::excluded(self.test, &self.history, r).map(|e| e.1)
     }
 }
 
