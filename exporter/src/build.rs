@@ -10,19 +10,17 @@
 //! thread hands it 256 KiB chunks through a bounded channel, so the two
 //! halves of the work use two cores and memory stays bounded.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use mss_shared::config::{domain_of, Config};
-use mss_shared::coverage::Coverage;
-use mss_shared::indicators::{address, admission, connexions, membership};
-use mss_shared::month::{format_csv_date, from_micros, CsvDates, Month};
+use mss_shared::config::Config;
+use mss_shared::figures::{Context, Fate};
+use mss_shared::month::{from_micros, CsvDates, Month};
 use mss_shared::store::capture::CaptureStore;
-use mss_shared::store::registry::{BalType, Mailbox, RegistryStore};
+use mss_shared::store::registry::RegistryStore;
 use mss_shared::Error;
 use serde::Serialize;
 use zip::write::SimpleFileOptions;
@@ -186,86 +184,15 @@ pub struct DomainReport {
     pub discovered: u64,
     /// Registry BALs left out of both files, and why.
     pub excluded: Vec<ExcludedBal>,
+    /// Registry BALs dated after the month that sent mail or logged in
+    /// during it: kept (rows are never dropped for a date), to be fixed.
+    pub inconsistent: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct ExcludedBal {
     pub bal: String,
     pub reason: String,
-}
-
-/// Last known dates per BAL up to the end of the month.
-#[derive(Default)]
-struct Activity {
-    login: HashMap<String, i64>,
-    sent: HashMap<String, i64>,
-    received: HashMap<String, i64>,
-}
-
-fn bump(map: &mut HashMap<String, i64>, k: String, t: i64) {
-    let e = map.entry(k).or_insert(t);
-    *e = (*e).max(t);
-}
-
-impl Activity {
-    /// Months `m` and the `lookback - 1` before it (what retention keeps).
-    /// Captured logins and those imported from logs (registry) both count.
-    /// Addresses are canonicalised (`recipient_delimiter`, trailing dot).
-    fn load(
-        cap: &CaptureStore,
-        reg: &RegistryStore,
-        m: Month,
-        lookback: u32,
-        delim: &str,
-    ) -> Result<Self, Error> {
-        let mut a = Activity::default();
-        let mut month = m;
-        let c = |b: String| address::canonical(&b, delim);
-        for _ in 0..lookback.max(1) {
-            for ((bal, _service), (t, _)) in cap.logins(month)? {
-                bump(&mut a.login, c(bal), t);
-            }
-            for (bal, t) in reg.imported_logins(month)? {
-                bump(&mut a.login, c(bal), t);
-            }
-            for (bal, t) in cap.sent(month)? {
-                bump(&mut a.sent, c(bal), t);
-            }
-            for (bal, t) in cap.received(month)? {
-                bump(&mut a.received, c(bal), t);
-            }
-            month = month.prev();
-        }
-        Ok(a)
-    }
-
-    /// The facts [`connexions::decide`] needs for `bal` (SPEC.md Connexions rules).
-    fn facts(&self, bal: &str, reg: Option<&Mailbox>, cov: &Coverage) -> connexions::Facts {
-        let last_exchange = [self.sent.get(bal), self.received.get(bal)]
-            .into_iter()
-            .flatten()
-            .max()
-            .copied();
-        connexions::Facts {
-            applicative: reg.is_some_and(|m| m.kind == BalType::Applicative),
-            last_login: self.login.get(bal).copied(),
-            last_exchange,
-            created: reg.and_then(|m| membership::created(&m.history)),
-            logins_since: domain_of(bal).and_then(|d| cov.logins_since(&d)),
-        }
-    }
-
-    /// DATE_DERNIERE_CONNEXION of a BAL: the exact string written in the file.
-    fn date(
-        &self,
-        bal: &str,
-        reg: Option<&Mailbox>,
-        cfg: &Config,
-        tz: &jiff::tz::TimeZone,
-    ) -> String {
-        connexions::decide(&self.facts(bal, reg, &cfg.coverage))
-            .render(|t| format_csv_date(from_micros(t), tz))
-    }
 }
 
 fn csv_writer<W: Write>(w: W, cfg: &Config) -> csv::Writer<W> {
@@ -317,110 +244,51 @@ pub fn build_with_progress(
     out_dir: &Path,
     progress: &mut dyn FnMut(usize, usize, &str),
 ) -> Result<BuildReport, Error> {
-    let tz = cfg.tz();
+    let ctx = Context::load(cfg, cap, Some(reg), month, jiff::Timestamp::now())?;
     std::fs::create_dir_all(out_dir)
         .map_err(io_err(format!("output directory {}", out_dir.display())))?;
-    let delim = cfg.operator.recipient_delimiter.as_str();
-    let activity = Activity::load(cap, reg, month, cfg.store.retention_months, delim)?;
-    let mut registry: BTreeMap<String, Vec<Mailbox>> = BTreeMap::new();
-    for m in reg.list(None)? {
-        registry.entry(m.domain()).or_default().push(m);
-    }
-    let mut logins_this_month: BTreeSet<String> = cap
-        .logins(month)?
-        .into_keys()
-        .map(|(b, _)| address::canonical(&b, delim))
-        .collect();
-    logins_this_month.extend(
-        reg.imported_logins(month)?
-            .into_keys()
-            .map(|b| address::canonical(&b, delim)),
-    );
     let mut quarantined: Vec<quarantine::Row> = vec![];
-
     let tmp_path = out_dir.join(format!(".{}-build.zip.tmp", month.compact()));
     let mut zip = ZipPipe::create(&tmp_path)?;
-    let mut dates = CsvDates::new(tz.clone());
+    let mut dates = CsvDates::new(ctx.tz.clone());
     let mut sizes = itoa::Buffer::new();
     let mut domains = cfg.operator.domains.clone();
     domains.sort();
     let mut reports = vec![];
     for (done, domain) in domains.iter().enumerate() {
         progress(done, domains.len(), domain);
-        let boxes: HashMap<&str, &Mailbox> = registry
-            .get(domain)
-            .map(|v| v.iter().map(|m| (m.bal.as_str(), m)).collect())
-            .unwrap_or_default();
-        let mut why_excluded: Vec<ExcludedBal> = boxes
-            .values()
-            .filter_map(|m| {
-                m.excluded_from(month).map(|reason| ExcludedBal {
-                    bal: m.bal.clone(),
-                    reason,
-                })
-            })
-            .collect();
-        why_excluded.sort_by(|a, b| a.bal.cmp(&b.bal));
-        let excluded: HashSet<&str> = why_excluded.iter().map(|e| e.bal.as_str()).collect();
-
         // Echanges: one contiguous range of the month, already in (date, MAIL_ID) order.
         let name = format!("{}_EchangesMSSante_{domain}.csv", month.compact());
         zip.start_file(&name)?;
         let mut w = csv_writer(&mut zip, cfg);
         w.write_record(ECHANGES_HEADER)
             .map_err(|e| Error::Other(format!("{name}: {e}")))?;
-        let (mut rows, mut skipped, mut forwarded, mut held) = (0u64, 0u64, 0u64, 0u64);
-        let mut senders: BTreeSet<String> = BTreeSet::new();
         let mut werr = None;
-        // Recipients already written for the current MAIL_ID (its rows are contiguous):
-        // two captured spellings of one address (`b@x.fr.`, `b@x.fr`) make one row.
-        let (mut cur_id, mut cur_rcpts) = (String::new(), HashSet::<String>::new());
-        cap.for_each_out(month, Some(domain), |r| {
-            // Rows are keyed by an operator domain: an SRS sender there is a forward.
-            if address::is_srs_forward(&r.sender, |_| true) {
-                forwarded += 1;
-                return;
-            }
-            let sender = address::canonical(&r.sender, delim);
-            if excluded.contains(sender.as_str()) {
-                skipped += 1;
-                return;
-            }
-            let recipient = address::canonical(&r.recipient, "");
-            if r.mail_id != cur_id {
-                cur_id.clone_from(&r.mail_id);
-                cur_rcpts.clear();
-            }
-            if !cur_rcpts.insert(recipient.to_ascii_lowercase()) {
-                return;
-            }
+        let tally = ctx.rows(cap, domain, |r| {
             let date = dates.format(from_micros(r.time_us));
-            if let Err(why) = admission::admit(&r.mail_id, &sender, &recipient) {
-                held += 1;
-                quarantined.push(quarantine::Row {
-                    mail_id: r.mail_id,
-                    sender,
-                    recipient,
+            match r.fate {
+                Fate::Written => {
+                    let size = sizes.format(r.size);
+                    let row: [&[u8]; 5] = [
+                        r.mail_id.as_bytes(),
+                        r.sender.as_bytes(),
+                        r.recipient.as_bytes(),
+                        date.as_bytes(),
+                        size.as_bytes(),
+                    ];
+                    if let Err(e) = w.write_record(row) {
+                        werr.get_or_insert(e);
+                    }
+                }
+                Fate::Quarantined(why) => quarantined.push(quarantine::Row {
+                    mail_id: r.mail_id.clone(),
+                    sender: r.sender.clone(),
+                    recipient: r.recipient.clone(),
                     date: date.to_string(),
                     size: r.size,
                     reason: why.as_str(),
-                });
-                return;
-            }
-            let size = sizes.format(r.size);
-            let row: [&[u8]; 5] = [
-                r.mail_id.as_bytes(),
-                sender.as_bytes(),
-                recipient.as_bytes(),
-                date.as_bytes(),
-                size.as_bytes(),
-            ];
-            if let Err(e) = w.write_record(row) {
-                werr.get_or_insert(e);
-            }
-            rows += 1;
-            if !boxes.contains_key(sender.as_str()) && !senders.contains(&sender) {
-                senders.insert(sender);
+                }),
+                _ => {}
             }
         })?;
         if let Some(e) = werr {
@@ -430,42 +298,43 @@ pub fn build_with_progress(
         drop(w);
 
         // Connexions: registry BALs not excluded, plus BALs discovered in traffic.
-        let mut bals: BTreeMap<String, Option<&Mailbox>> = boxes
-            .values()
-            .filter(|m| m.included_in(month))
-            .map(|m| (m.bal.clone(), Some(*m)))
-            .collect();
-        let mut discovered = 0u64;
-        let seen_logins = logins_this_month
-            .iter()
-            .filter(|b| domain_of(b).as_deref() == Some(domain.as_str()));
-        for b in senders.into_iter().chain(seen_logins.cloned()) {
-            if !boxes.contains_key(b.as_str()) && !bals.contains_key(&b) {
-                bals.insert(b, None);
-                discovered += 1;
-            }
-        }
+        let lines = ctx.connexions(domain, &tally.senders);
         let name = format!("{}_ConnexionsMSSante_{domain}.csv", month.compact());
         zip.start_file(&name)?;
         let mut w = csv_writer(&mut zip, cfg);
         w.write_record(CONNEXIONS_HEADER)
             .map_err(|e| Error::Other(format!("{name}: {e}")))?;
-        for (bal, m) in &bals {
-            w.write_record([bal.as_str(), &activity.date(bal, *m, cfg, &tz)])
-                .map_err(|e| Error::Other(format!("{name}: {e}")))?;
+        let mut report = DomainReport {
+            domain: domain.clone(),
+            echanges_rows: tally.written,
+            excluded_rows: tally.excluded,
+            forwarded_rows: tally.forwarded,
+            quarantined_rows: tally.quarantined,
+            connexions_rows: 0,
+            discovered: 0,
+            excluded: vec![],
+            inconsistent: vec![],
+        };
+        for l in &lines {
+            match &l.date {
+                Some(date) => {
+                    w.write_record([l.bal.as_str(), date])
+                        .map_err(|e| Error::Other(format!("{name}: {e}")))?;
+                    report.connexions_rows += 1;
+                    report.discovered += u64::from(!l.registered);
+                    if l.inconsistent {
+                        report.inconsistent.push(l.bal.clone());
+                    }
+                }
+                None => report.excluded.push(ExcludedBal {
+                    bal: l.bal.clone(),
+                    reason: l.detail.clone().unwrap_or_default(),
+                }),
+            }
         }
         w.flush().map_err(io_err(&name))?;
         drop(w);
-        reports.push(DomainReport {
-            domain: domain.clone(),
-            echanges_rows: rows,
-            excluded_rows: skipped,
-            forwarded_rows: forwarded,
-            quarantined_rows: held,
-            connexions_rows: bals.len() as u64,
-            discovered,
-            excluded: why_excluded,
-        });
+        reports.push(report);
     }
     zip.finish()?;
 
@@ -526,7 +395,11 @@ pub fn summary(r: &BuildReport) -> String {
     }
     // Thousands of domains: detail only those with something to say.
     for d in &r.domains {
-        if d.discovered == 0 && d.excluded.is_empty() && r.domains.len() > 20 {
+        if d.discovered == 0
+            && d.excluded.is_empty()
+            && d.inconsistent.is_empty()
+            && r.domains.len() > 20
+        {
             continue;
         }
         let _ = writeln!(
@@ -536,6 +409,13 @@ pub fn summary(r: &BuildReport) -> String {
         );
         for e in &d.excluded {
             let _ = writeln!(o, "    excluded {}: {}", e.bal, e.reason);
+        }
+        for b in &d.inconsistent {
+            let _ = writeln!(
+                o,
+                "    inconsistent {b}: the registry dates it after {}, yet it sent mail or logged in during it (kept: fix its status date)",
+                r.month
+            );
         }
     }
     o

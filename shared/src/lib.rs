@@ -10,11 +10,14 @@
 //! - [`listeblanche`]: the ANS liste blanche (Espace de Confiance domains).
 //! - [`exit`]: process exit codes; [`error`]: expected errors and their codes.
 //! - [`indicators`]: the ANS rules (addresses, admission, membership, Connexions), pure.
+//! - [`figures`]: a month read from the stores through [`indicators`]: rows and their
+//!   fate, Connexions lines with their rule (exporter, counts, connexions, show).
 
 pub mod config;
 pub mod coverage;
 pub mod error;
 pub mod exit;
+pub mod figures;
 pub mod indicators;
 pub mod listeblanche;
 pub mod model;

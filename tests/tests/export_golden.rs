@@ -66,6 +66,7 @@ fn mailbox(bal: &str, kind: BalType, history: &[(Status, Option<Date>)]) -> Mail
         history: history
             .iter()
             .map(|(status, date)| StatusChange {
+                recorded: None,
                 status: *status,
                 date: *date,
             })
@@ -404,11 +405,13 @@ fn march_and_october_match_the_golden_files_byte_for_byte() {
     let reg = RegistryStore::open(&s.dir.path().join("registry")).unwrap();
     let mut alice = reg.get(&format!("alice@{A}")).unwrap().unwrap();
     alice.record(StatusChange {
+        recorded: None,
         status: Status::Deleted,
         date: d("2026-05-02"),
     });
     let mut dave = reg.get(&format!("dave@{A}")).unwrap().unwrap();
     dave.record(StatusChange {
+        recorded: None,
         status: Status::Active,
         date: d("2026-05-01"),
     });

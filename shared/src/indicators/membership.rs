@@ -45,36 +45,55 @@ pub fn created(history: &[StatusChange]) -> Option<Date> {
     history.first().and_then(|c| c.date)
 }
 
-/// Why a BAL is left out of month `r`, with a human detail, or `None` if it is in:
-/// - test BALs never;
-/// - a status known before the end of `r` is needed;
-/// - judged on the status in force at the end of the month after `r`:
-///   active → in; suspended or deleted on a date in `r` or later → in; earlier → out.
-pub fn excluded(test: bool, history: &[StatusChange], r: Month) -> Option<(Excluded, String)> {
-    if test {
-        return Some((Excluded::Test, "test mailbox".into()));
+/// A BAL left out of month `r`: the kind, and a human detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exclusion {
+    pub kind: Excluded,
+    pub detail: String,
+}
+
+impl Excluded {
+    /// Whether the BAL's Echanges rows are left out too. A BAL not yet
+    /// registered during the month keeps its rows (a registry creation date
+    /// never drops mail: the build reports the date as inconsistent).
+    pub fn drops_rows(self) -> bool {
+        self != Excluded::NotYetRegistered
     }
-    let not_yet = || {
-        (
-            Excluded::NotYetRegistered,
-            format!("not yet registered during {r}"),
-        )
+}
+
+/// Why a BAL is left out of month `r`, or `None` if it is in
+/// (`history`: as recorded by the month's cut-off, see
+/// [`crate::store::registry::Mailbox::as_recorded_by`]):
+/// - test BALs never;
+/// - a status known before the end of `r` is needed (else not yet registered);
+/// - judged on the status in force at the end of the month after `r`:
+///   active → in; suspended or deleted on a date in `r` or later → in (also
+///   when first registered so); earlier → out.
+pub fn excluded(test: bool, history: &[StatusChange], r: Month) -> Option<Exclusion> {
+    if test {
+        return Some(Exclusion {
+            kind: Excluded::Test,
+            detail: "test mailbox".into(),
+        });
+    }
+    let not_yet = || Exclusion {
+        kind: Excluded::NotYetRegistered,
+        detail: format!("not yet registered during {r}"),
     };
-    status_before(history, r.next().first_day())?;
-    let c = match status_before(history, r.next().next().first_day()) {
-        None => return Some(not_yet()),
-        Some(c) => c,
-    };
+    if status_before(history, r.next().first_day()).is_none() {
+        return Some(not_yet());
+    }
+    let c = status_before(history, r.next().next().first_day())?;
     match (c.status, c.date) {
         (Status::Active, _) => None,
-        (st, Some(d)) if d < r.first_day() => {
-            let kind = if st == Status::Deleted {
+        (st, Some(d)) if d < r.first_day() => Some(Exclusion {
+            kind: if st == Status::Deleted {
                 Excluded::Deleted
             } else {
                 Excluded::Suspended
-            };
-            Some((kind, format!("{} since {d}, before {r}", st.as_str())))
-        }
+            },
+            detail: format!("{} since {d}, before {r}", st.as_str()),
+        }),
         _ => None,
     }
 }
@@ -85,7 +104,11 @@ mod tests {
     use jiff::civil::date;
 
     fn ch(status: Status, d: Option<Date>) -> StatusChange {
-        StatusChange { status, date: d }
+        StatusChange {
+            status,
+            date: d,
+            recorded: None,
+        }
     }
 
     #[test]
@@ -95,7 +118,7 @@ mod tests {
         let dec = Some(date(2026, 12, 3));
         let oct = Some(date(2026, 10, 2));
         let jan = Some(date(2027, 1, 2));
-        let kind = |t, h: &[StatusChange]| excluded(t, h, r).map(|e| e.0);
+        let kind = |t, h: &[StatusChange]| excluded(t, h, r).map(|e| e.kind);
         let act = ch(Status::Active, None);
         assert_eq!(kind(false, std::slice::from_ref(&act)), None);
         assert_eq!(kind(true, std::slice::from_ref(&act)), Some(Excluded::Test));
