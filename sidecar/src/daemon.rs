@@ -68,7 +68,10 @@ pub fn run(config_path: &Path) -> Result<i32, Error> {
         cfg.check_capture_writable()?;
     }
     let store = CaptureStore::open(&cfg.store.capture_path)?;
-    store.purge_before(mss_shared::figures::oldest_kept(&cfg, jiff::Timestamp::now()))?;
+    store.purge_before(mss_shared::figures::oldest_kept(
+        &cfg,
+        jiff::Timestamp::now(),
+    ))?;
     let classifier = Classifier::from_config(&cfg);
     rt.block_on(serve(cfg, store, classifier, listeners))
 }
