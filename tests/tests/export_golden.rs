@@ -85,7 +85,7 @@ fn setup(extra_export: &str) -> Setup {
     std::fs::write(
         &config,
         format!(
-            "[operator]\ndomains = [\"ch-c.mssante.fr\", \"{A}\", \"ch-b.mssante.fr\"]\ntimezone = \"Europe/Paris\"\nnode = \"t1\"\n\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\n\n[export]\nout_dir = \"{}\"\n{extra_export}\n",
+            "[operator]\ndomains = [\"ch-c.mssante.fr\", \"{A}\", \"ch-b.mssante.fr\"]\ntimezone = \"Europe/Paris\"\nnode = \"t1\"\n\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\nretention_months = 240\n\n[export]\nout_dir = \"{}\"\n{extra_export}\n\n[coverage]\nlogins_since = \"2026-01-01\"\n",
             dir.path().join("capture").display(),
             dir.path().join("registry").display(),
             dir.path().join("exports").display(),
@@ -279,10 +279,14 @@ fn setup(extra_export: &str) -> Setup {
             BalType::Personnelle,
             &[(Status::Active, None), (Status::Deleted, d("2026-03-15"))],
         ),
+        // Created after [coverage] logins_since, never logged in: empty date.
         mailbox(
             &a("gina"),
             BalType::Organisationnelle,
-            &[(Status::Active, None), (Status::Suspended, d("2026-04-10"))],
+            &[
+                (Status::Active, d("2026-02-01")),
+                (Status::Suspended, d("2026-04-10")),
+            ],
         ),
         mailbox(&a("app"), BalType::Applicative, &active),
         mailbox(&a("app2"), BalType::Applicative, &active),
@@ -339,7 +343,18 @@ fn golden(month: &str) -> BTreeMap<String, Vec<u8>> {
     all
 }
 
+/// `MSS_BLESS=MONTH` rewrites `tests/golden/MONTH` from what was built
+/// (then review the diff: the golden files are the contract).
 fn assert_same(got: &BTreeMap<String, Vec<u8>>, want: &BTreeMap<String, Vec<u8>>) {
+    if let Ok(month) = std::env::var("MSS_BLESS") {
+        if got.keys().all(|k| k.starts_with(&month)) {
+            let dir = golden_dir().join(&month);
+            for (name, bytes) in got {
+                std::fs::write(dir.join(name), bytes).unwrap();
+            }
+            return;
+        }
+    }
     assert_eq!(
         got.keys().collect::<Vec<_>>(),
         want.keys().collect::<Vec<_>>()
@@ -485,8 +500,9 @@ fn a_month_without_data_gives_header_only_files_and_an_unfinished_month_warns() 
         let want: &[u8] = if name.contains("Echanges") {
             b"MAIL_ID;EXPEDITEUR;DESTINATAIRE;DATE;TAILLE\r\n"
         } else if name.contains("ch-b") {
-            // u@ch-b is registered with an undated active status: present, never connected.
-            b"BAL;DATE_DERNIERE_CONNEXION\r\nu@ch-b.mssante.fr;\r\n"
+            // u@ch-b is registered with an undated active status (exists since an
+            // unknown date) and has no login up to January 2025: unknown, not "never".
+            b"BAL;DATE_DERNIERE_CONNEXION\r\nu@ch-b.mssante.fr;1900-01-01 00:00:00\r\n"
         } else if name.contains(A) {
             &[]
         } else {
@@ -513,6 +529,29 @@ fn a_month_without_data_gives_header_only_files_and_an_unfinished_month_warns() 
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("is not over yet"), "{stderr}");
+
+    // A month older than retention is refused (its rows are purged), exit 13.
+    let cfg = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        cfg.replace("retention_months = 240", "retention_months = 3"),
+    )
+    .unwrap();
+    let (code, _, stderr) = export(
+        &s,
+        &[
+            "build",
+            "--month",
+            "2026-03",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 13, "{stderr}");
+    assert!(
+        stderr.contains("2026-03 is older than store.retention_months = 3"),
+        "{stderr}"
+    );
 }
 
 #[test]
