@@ -759,3 +759,49 @@ fn validate_reports_each_kind_of_defect() {
     assert_eq!(code, 5);
     assert!(stdout.contains("not a readable ZIP archive"), "{stdout}");
 }
+
+#[test]
+fn a_time_zone_change_between_capture_and_export_moves_the_boundaries_and_still_builds() {
+    // Captured with Europe/Paris (month keys are Paris months), exported in UTC.
+    let s = setup("");
+    let cfg = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        cfg.replace("timezone = \"Europe/Paris\"", "timezone = \"UTC\""),
+    )
+    .unwrap();
+    let out = s.dir.path().join("out");
+    let (code, stdout, stderr) = export(
+        &s,
+        &[
+            "build",
+            "--month",
+            "2026-03",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let files = entries(&stdout);
+    let ech =
+        String::from_utf8_lossy(&files[&format!("202603_EchangesMSSante_{A}.csv")]).into_owned();
+    let lines: Vec<&str> = ech.lines().collect();
+    // 2026-02-28T23:30Z (a Paris March mail) is February in UTC: gone from March;
+    // 2026-03-31T22:30Z (a Paris April mail, keyed April) is March in UTC: in.
+    assert!(!ech.contains(".Q1;"), "{ech}");
+    assert_eq!(
+        lines[1],
+        "t1.20260310120000.A;bob@ch-a.mssante.fr;r@ext.fr;2026-03-10 12:00:00;500"
+    );
+    assert_eq!(
+        lines.last().copied(),
+        Some("t1.20260331223000.A3;alice@ch-a.mssante.fr;v@ext.fr;2026-03-31 22:30:00;20")
+    );
+    // Every row's date is inside March in UTC, in file order.
+    let dates: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l.split(';').nth(3).unwrap())
+        .collect();
+    assert!(dates.iter().all(|d| d.starts_with("2026-03-")), "{dates:?}");
+    assert!(dates.windows(2).all(|w| w[0] <= w[1]), "{dates:?}");
+}
