@@ -10,21 +10,22 @@
 //! thread hands it 256 KiB chunks through a bounded channel, so the two
 //! halves of the work use two cores and memory stays bounded.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use mss_shared::config::{domain_of, Config};
-use mss_shared::month::{format_csv_date, from_micros, CsvDates, Month};
+use mss_shared::config::Config;
+use mss_shared::figures::{Context, Fate};
+use mss_shared::month::{from_micros, CsvDates, Month};
 use mss_shared::store::capture::CaptureStore;
-use mss_shared::store::registry::{BalType, Mailbox, RegistryStore};
+use mss_shared::store::registry::RegistryStore;
 use mss_shared::Error;
 use serde::Serialize;
 use zip::write::SimpleFileOptions;
 
+use crate::quarantine;
 use crate::validate::{self, Rules, CONNEXIONS_HEADER, ECHANGES_HEADER};
 
 /// What the formatting thread sends the compression thread.
@@ -156,7 +157,7 @@ impl Drop for ZipPipe {
 }
 
 /// `1900-01-01 00:00:00`: last connection unknown (SPEC.md).
-pub const UNKNOWN_DATE: &str = "1900-01-01 00:00:00";
+pub use mss_shared::indicators::connexions::UNKNOWN_DATE;
 
 /// What a build produced (`--json`).
 #[derive(Debug, Serialize)]
@@ -164,6 +165,10 @@ pub struct BuildReport {
     pub month: String,
     pub archives: Vec<PathBuf>,
     pub domains: Vec<DomainReport>,
+    /// Rows left out because they cannot be written validly, listed in `quarantine_file`.
+    pub quarantined: u64,
+    /// `AAAAMM_quarantine.csv` beside the archive, when a row was quarantined.
+    pub quarantine_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -171,81 +176,23 @@ pub struct DomainReport {
     pub domain: String,
     pub echanges_rows: u64,
     pub excluded_rows: u64,
+    /// Rows whose sender is an SRS forward on an operator domain (not a BAL's mail).
+    pub forwarded_rows: u64,
+    pub quarantined_rows: u64,
     pub connexions_rows: u64,
     /// BALs seen in traffic or logins but absent from the registry.
     pub discovered: u64,
     /// Registry BALs left out of both files, and why.
     pub excluded: Vec<ExcludedBal>,
+    /// Registry BALs dated after the month that sent mail or logged in
+    /// during it: kept (rows are never dropped for a date), to be fixed.
+    pub inconsistent: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct ExcludedBal {
     pub bal: String,
     pub reason: String,
-}
-
-/// Last known dates per BAL up to the end of the month.
-#[derive(Default)]
-struct Activity {
-    login: HashMap<String, i64>,
-    sent: HashMap<String, i64>,
-    received: HashMap<String, i64>,
-}
-
-fn bump(map: &mut HashMap<String, i64>, k: String, t: i64) {
-    let e = map.entry(k).or_insert(t);
-    *e = (*e).max(t);
-}
-
-impl Activity {
-    /// Months `m` and the `lookback - 1` before it (what retention keeps).
-    /// Captured logins and those imported from logs (registry) both count.
-    fn load(
-        cap: &CaptureStore,
-        reg: &RegistryStore,
-        m: Month,
-        lookback: u32,
-    ) -> Result<Self, Error> {
-        let mut a = Activity::default();
-        let mut month = m;
-        for _ in 0..lookback.max(1) {
-            for ((bal, _service), (t, _)) in cap.logins(month)? {
-                bump(&mut a.login, bal, t);
-            }
-            for (bal, t) in reg.imported_logins(month)? {
-                bump(&mut a.login, bal, t);
-            }
-            for (bal, t) in cap.sent(month)? {
-                bump(&mut a.sent, bal, t);
-            }
-            for (bal, t) in cap.received(month)? {
-                bump(&mut a.received, bal, t);
-            }
-            month = month.prev();
-        }
-        Ok(a)
-    }
-
-    /// DATE_DERNIERE_CONNEXION of a BAL (SPEC.md Connexions rules).
-    fn date(&self, bal: &str, reg: Option<&Mailbox>, tz: &jiff::tz::TimeZone) -> String {
-        if reg.is_some_and(|m| !m.login_tracking) {
-            return UNKNOWN_DATE.into();
-        }
-        let fmt = |t: i64| format_csv_date(from_micros(t), tz);
-        if let Some(t) = self.login.get(bal) {
-            return fmt(*t);
-        }
-        if reg.is_some_and(|m| m.kind == BalType::Applicative) {
-            let last = [self.sent.get(bal), self.received.get(bal)]
-                .into_iter()
-                .flatten()
-                .max();
-            if let Some(t) = last {
-                return fmt(*t);
-            }
-        }
-        String::new()
-    }
 }
 
 fn csv_writer<W: Write>(w: W, cfg: &Config) -> csv::Writer<W> {
@@ -297,72 +244,51 @@ pub fn build_with_progress(
     out_dir: &Path,
     progress: &mut dyn FnMut(usize, usize, &str),
 ) -> Result<BuildReport, Error> {
-    let tz = cfg.tz();
+    let ctx = Context::load(cfg, cap, Some(reg), month, jiff::Timestamp::now())?;
     std::fs::create_dir_all(out_dir)
         .map_err(io_err(format!("output directory {}", out_dir.display())))?;
-    let activity = Activity::load(cap, reg, month, cfg.store.retention_months)?;
-    let mut registry: BTreeMap<String, Vec<Mailbox>> = BTreeMap::new();
-    for m in reg.list(None)? {
-        registry.entry(m.domain()).or_default().push(m);
-    }
-    let mut logins_this_month: BTreeSet<String> =
-        cap.logins(month)?.into_keys().map(|(b, _)| b).collect();
-    logins_this_month.extend(reg.imported_logins(month)?.into_keys());
-
+    let mut quarantined: Vec<quarantine::Row> = vec![];
     let tmp_path = out_dir.join(format!(".{}-build.zip.tmp", month.compact()));
     let mut zip = ZipPipe::create(&tmp_path)?;
-    let mut dates = CsvDates::new(tz.clone());
+    let mut dates = CsvDates::new(ctx.tz.clone());
     let mut sizes = itoa::Buffer::new();
     let mut domains = cfg.operator.domains.clone();
     domains.sort();
     let mut reports = vec![];
     for (done, domain) in domains.iter().enumerate() {
         progress(done, domains.len(), domain);
-        let boxes: HashMap<&str, &Mailbox> = registry
-            .get(domain)
-            .map(|v| v.iter().map(|m| (m.bal.as_str(), m)).collect())
-            .unwrap_or_default();
-        let mut why_excluded: Vec<ExcludedBal> = boxes
-            .values()
-            .filter_map(|m| {
-                m.excluded_from(month).map(|reason| ExcludedBal {
-                    bal: m.bal.clone(),
-                    reason,
-                })
-            })
-            .collect();
-        why_excluded.sort_by(|a, b| a.bal.cmp(&b.bal));
-        let excluded: HashSet<&str> = why_excluded.iter().map(|e| e.bal.as_str()).collect();
-
         // Echanges: one contiguous range of the month, already in (date, MAIL_ID) order.
         let name = format!("{}_EchangesMSSante_{domain}.csv", month.compact());
         zip.start_file(&name)?;
         let mut w = csv_writer(&mut zip, cfg);
         w.write_record(ECHANGES_HEADER)
             .map_err(|e| Error::Other(format!("{name}: {e}")))?;
-        let (mut rows, mut skipped) = (0u64, 0u64);
-        let mut senders: BTreeSet<String> = BTreeSet::new();
         let mut werr = None;
-        cap.for_each_out(month, Some(domain), |r| {
-            if excluded.contains(r.sender.as_str()) {
-                skipped += 1;
-                return;
-            }
-            let size = sizes.format(r.size);
+        let tally = ctx.rows(cap, domain, |r| {
             let date = dates.format(from_micros(r.time_us));
-            let row: [&[u8]; 5] = [
-                r.mail_id.as_bytes(),
-                r.sender.as_bytes(),
-                r.recipient.as_bytes(),
-                date.as_bytes(),
-                size.as_bytes(),
-            ];
-            if let Err(e) = w.write_record(row) {
-                werr.get_or_insert(e);
-            }
-            rows += 1;
-            if !boxes.contains_key(r.sender.as_str()) && !senders.contains(&r.sender) {
-                senders.insert(r.sender);
+            match r.fate {
+                Fate::Written => {
+                    let size = sizes.format(r.size);
+                    let row: [&[u8]; 5] = [
+                        r.mail_id.as_bytes(),
+                        r.sender.as_bytes(),
+                        r.recipient.as_bytes(),
+                        date.as_bytes(),
+                        size.as_bytes(),
+                    ];
+                    if let Err(e) = w.write_record(row) {
+                        werr.get_or_insert(e);
+                    }
+                }
+                Fate::Quarantined(why) => quarantined.push(quarantine::Row {
+                    mail_id: r.mail_id.clone(),
+                    sender: r.sender.clone(),
+                    recipient: r.recipient.clone(),
+                    date: date.to_string(),
+                    size: r.size,
+                    reason: why.as_str(),
+                }),
+                _ => {}
             }
         })?;
         if let Some(e) = werr {
@@ -372,40 +298,43 @@ pub fn build_with_progress(
         drop(w);
 
         // Connexions: registry BALs not excluded, plus BALs discovered in traffic.
-        let mut bals: BTreeMap<String, Option<&Mailbox>> = boxes
-            .values()
-            .filter(|m| m.included_in(month))
-            .map(|m| (m.bal.clone(), Some(*m)))
-            .collect();
-        let mut discovered = 0u64;
-        let seen_logins = logins_this_month
-            .iter()
-            .filter(|b| domain_of(b).as_deref() == Some(domain.as_str()));
-        for b in senders.into_iter().chain(seen_logins.cloned()) {
-            if !boxes.contains_key(b.as_str()) && !bals.contains_key(&b) {
-                bals.insert(b, None);
-                discovered += 1;
-            }
-        }
+        let lines = ctx.connexions(domain, &tally.senders);
         let name = format!("{}_ConnexionsMSSante_{domain}.csv", month.compact());
         zip.start_file(&name)?;
         let mut w = csv_writer(&mut zip, cfg);
         w.write_record(CONNEXIONS_HEADER)
             .map_err(|e| Error::Other(format!("{name}: {e}")))?;
-        for (bal, m) in &bals {
-            w.write_record([bal.as_str(), &activity.date(bal, *m, &tz)])
-                .map_err(|e| Error::Other(format!("{name}: {e}")))?;
+        let mut report = DomainReport {
+            domain: domain.clone(),
+            echanges_rows: tally.written,
+            excluded_rows: tally.excluded,
+            forwarded_rows: tally.forwarded,
+            quarantined_rows: tally.quarantined,
+            connexions_rows: 0,
+            discovered: 0,
+            excluded: vec![],
+            inconsistent: vec![],
+        };
+        for l in &lines {
+            match &l.date {
+                Some(date) => {
+                    w.write_record([l.bal.as_str(), date])
+                        .map_err(|e| Error::Other(format!("{name}: {e}")))?;
+                    report.connexions_rows += 1;
+                    report.discovered += u64::from(!l.registered);
+                    if l.inconsistent {
+                        report.inconsistent.push(l.bal.clone());
+                    }
+                }
+                None => report.excluded.push(ExcludedBal {
+                    bal: l.bal.clone(),
+                    reason: l.detail.clone().unwrap_or_default(),
+                }),
+            }
         }
         w.flush().map_err(io_err(&name))?;
         drop(w);
-        reports.push(DomainReport {
-            domain: domain.clone(),
-            echanges_rows: rows,
-            excluded_rows: skipped,
-            connexions_rows: bals.len() as u64,
-            discovered,
-            excluded: why_excluded,
-        });
+        reports.push(report);
     }
     zip.finish()?;
 
@@ -428,10 +357,13 @@ pub fn build_with_progress(
             )));
         }
     }
+    let quarantine_file = quarantine::write(cfg, out_dir, month, &quarantined)?;
     Ok(BuildReport {
         month: month.to_string(),
         archives,
         domains: reports,
+        quarantined: quarantined.len() as u64,
+        quarantine_file,
     })
 }
 
@@ -453,9 +385,21 @@ pub fn summary(r: &BuildReport) -> String {
         sum(|d| d.excluded.len() as u64),
         r.archives.len()
     );
+    if let Some(f) = &r.quarantine_file {
+        let _ = writeln!(
+            o,
+            "warning: {} row(s) quarantined (cannot be written validly, left out of the files): see {}",
+            r.quarantined,
+            f.display()
+        );
+    }
     // Thousands of domains: detail only those with something to say.
     for d in &r.domains {
-        if d.discovered == 0 && d.excluded.is_empty() && r.domains.len() > 20 {
+        if d.discovered == 0
+            && d.excluded.is_empty()
+            && d.inconsistent.is_empty()
+            && r.domains.len() > 20
+        {
             continue;
         }
         let _ = writeln!(
@@ -465,6 +409,13 @@ pub fn summary(r: &BuildReport) -> String {
         );
         for e in &d.excluded {
             let _ = writeln!(o, "    excluded {}: {}", e.bal, e.reason);
+        }
+        for b in &d.inconsistent {
+            let _ = writeln!(
+                o,
+                "    inconsistent {b}: the registry dates it after {}, yet it sent mail or logged in during it (kept: fix its status date)",
+                r.month
+            );
         }
     }
     o

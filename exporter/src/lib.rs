@@ -2,12 +2,14 @@
 //!
 //! ## Layout
 //! - [`build`]: CSV files per domain and the ZIP archive(s) of a month.
+//! - [`quarantine`]: `AAAAMM_quarantine.csv`, the rows a build could not write validly.
 //! - [`validate`]: SPEC.md checks on a ZIP or CSV, every problem listed.
 //! - [`sipil`]: the SIPIL client (deposit, report) over mutual TLS.
 //! - [`state`]: the per-month delivery record in the registry DB.
 //! - [`run`]: `submit`, `report`, `run` (the timer's state machine), `status`.
 
 pub mod build;
+pub mod quarantine;
 pub mod run;
 pub mod sipil;
 pub mod state;

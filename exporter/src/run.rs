@@ -137,6 +137,23 @@ fn install(cfg: &Config, month: Month, staged: &[PathBuf]) -> Result<Vec<PathBuf
         std::fs::rename(p, &dest).map_err(|e| Error::Other(format!("{}: {e}", dest.display())))?;
         paths.push(dest);
     }
+    // The quarantine list goes beside the archives (a stale one is removed).
+    let q = crate::quarantine::file_name(month);
+    let dest = out.join(&q);
+    match staged.first().and_then(|p| p.parent()).map(|d| d.join(&q)) {
+        Some(src) if src.exists() => {
+            std::fs::rename(&src, &dest)
+                .map_err(|e| Error::Other(format!("{}: {e}", dest.display())))?;
+            eprintln!(
+                "warning: {month}: {} row(s) quarantined (left out of the files): see {}",
+                crate::quarantine::count(out, month),
+                dest.display()
+            );
+        }
+        _ => {
+            let _ = std::fs::remove_file(&dest);
+        }
+    }
     Ok(paths)
 }
 
@@ -576,6 +593,18 @@ pub fn status(cfg: &Config, json: bool) -> Result<i32, Error> {
         }
         if let Some(e) = &m.last_error {
             println!("    last error: {e}");
+        }
+        if let Ok(month) = Month::parse(&m.month) {
+            let q = crate::quarantine::count(&cfg.export.out_dir, month);
+            if q > 0 {
+                println!(
+                    "    quarantined rows: {q} (see {})",
+                    cfg.export
+                        .out_dir
+                        .join(crate::quarantine::file_name(month))
+                        .display()
+                );
+            }
         }
     }
     Ok(exit::OK)

@@ -48,17 +48,7 @@ pub fn parse_name(name: &str) -> Option<(String, Kind, String)> {
 }
 
 fn is_email(s: &str) -> bool {
-    match s.rsplit_once('@') {
-        Some((l, d)) => {
-            !l.is_empty()
-                && !d.is_empty()
-                && d.contains('.')
-                && !s
-                    .chars()
-                    .any(|c| c.is_whitespace() || c == '<' || c == '>' || c == ',' || c == ';')
-        }
-        None => false,
-    }
+    mss_shared::indicators::admission::is_address(s)
 }
 
 /// A `AAAA-MM-JJ HH:mm:SS` date, or `None` if malformed.
@@ -217,7 +207,7 @@ pub fn check_csv(
             continue;
         }
         for (j, f) in rec.iter().enumerate() {
-            if f.chars().count() > 255 {
+            if f.chars().count() > mss_shared::indicators::admission::MAX_FIELD_CHARS {
                 p(line, format!("{} longer than 255 characters", header[j]));
             }
             if f.eq_ignore_ascii_case("null") {

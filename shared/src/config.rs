@@ -31,6 +31,9 @@ pub struct Config {
     pub policy: Option<Policy>,
     #[serde(default)]
     pub service: Service,
+    /// `[coverage]`: from which day logins are all captured (see [`crate::coverage`]).
+    #[serde(default)]
+    pub coverage: crate::coverage::Coverage,
 }
 
 /// `[service]`: how the daemon runs.
@@ -193,6 +196,9 @@ pub struct Operator {
     /// Node name, part of every MAIL_ID: unique per sidecar.
     #[serde(default = "default_node")]
     pub node: String,
+    /// Postfix's `recipient_delimiter` (e.g. `"+"`): `alice+x@d` is BAL `alice@d`. Empty = off.
+    #[serde(default)]
+    pub recipient_delimiter: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -590,7 +596,7 @@ fn default_delimiter() -> String {
     ";".into()
 }
 fn default_max_archive() -> u64 {
-    73_400_320
+    70_000_000
 }
 fn default_true() -> bool {
     true
@@ -1011,7 +1017,7 @@ mod tests {
         let c = Config::parse(MIN).unwrap();
         assert_eq!(c.operator.timezone, "Europe/Paris");
         assert_eq!(c.store.retention_months, 13);
-        assert_eq!(c.export.max_archive_bytes, 73_400_320);
+        assert_eq!(c.export.max_archive_bytes, 70_000_000);
         assert_eq!(
             c.store.journal_path(),
             PathBuf::from("/var/lib/mss-sidecar/capture.journal")

@@ -20,6 +20,13 @@ pub enum Error {
     /// The SIPIL web service (TLS, network, HTTP status, response) failed.
     #[error("{0}")]
     Remote(String),
+    /// A month older than `store.retention_months`: its rows are purged.
+    #[error("{0}")]
+    TooOld(String),
+    /// A registry change that would alter a month already accepted by the ANS
+    /// (without `--force`), or dated in the future.
+    #[error("{0}")]
+    Refused(String),
     /// Anything else, with context.
     #[error("{0}")]
     Other(String),
@@ -33,6 +40,8 @@ impl Error {
             Error::Store { .. } => exit::STORE,
             Error::Bind(_) => exit::BIND,
             Error::Remote(_) => exit::SIPIL,
+            Error::TooOld(_) => exit::TOO_OLD,
+            Error::Refused(_) => exit::REFUSED,
             Error::Other(_) => exit::UNEXPECTED,
         }
     }

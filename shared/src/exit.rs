@@ -30,3 +30,9 @@ pub const SIPIL: i32 = 9;
 /// `mss-admin reconcile`: the month's rows and Postfix's logs do not
 /// reconcile (a recipient missing or a phantom row).
 pub const UNRECONCILED: i32 = 12;
+/// `mss-export build` / `mss-admin counts|connexions` for a month older than
+/// `store.retention_months`: its rows are purged, the files would be false.
+pub const TOO_OLD: i32 = 13;
+/// `mss-admin mailbox import|set`: a status date in the future, or inside a
+/// month whose deposit the ANS already accepted (without `--force`).
+pub const REFUSED: i32 = 14;

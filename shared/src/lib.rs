@@ -2,6 +2,7 @@
 //!
 //! ## Layout
 //! - [`config`]: the TOML configuration, strict loading and validation.
+//! - [`coverage`]: `[coverage]`, from which day every login is captured.
 //! - [`model`]: records handed from the front ends to the capture writer; MAIL_ID.
 //! - [`month`]: months and time zones (`operator.timezone`), CSV date format.
 //! - [`store`]: the RocksDB stores and their key layout ([`store::capture`]).
@@ -9,10 +10,14 @@
 //! - [`listeblanche`]: the ANS liste blanche (Espace de Confiance domains).
 //! - [`exit`]: process exit codes; [`error`]: expected errors and their codes.
 //! - [`indicators`]: the ANS rules (addresses, admission, membership, Connexions), pure.
+//! - [`figures`]: a month read from the stores through [`indicators`]: rows and their
+//!   fate, Connexions lines with their rule (exporter, counts, connexions, show).
 
 pub mod config;
+pub mod coverage;
 pub mod error;
 pub mod exit;
+pub mod figures;
 pub mod indicators;
 pub mod listeblanche;
 pub mod model;

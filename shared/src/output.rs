@@ -16,8 +16,14 @@ pub struct DomainCounts {
     pub domain: String,
     /// Distinct messages sent by the domain's BALs.
     pub messages: u64,
-    /// Echanges rows (one per accepted recipient).
+    /// Echanges rows written in the file (one per accepted recipient).
     pub rows: u64,
+    /// Rows left out: sender a test BAL, or suspended/deleted before the month.
+    pub excluded_rows: u64,
+    /// Rows of SRS-rewritten senders on an operator domain (forwards).
+    pub forwarded_rows: u64,
+    /// Rows that cannot be written validly (`AAAAMM_quarantine.csv`).
+    pub quarantined_rows: u64,
     /// Sum of TAILLE over messages (each message counted once).
     pub bytes: u64,
     /// Distinct senders.
@@ -40,6 +46,9 @@ impl DomainCounts {
             domain: domain.to_string(),
             messages: 0,
             rows: 0,
+            excluded_rows: 0,
+            forwarded_rows: 0,
+            quarantined_rows: 0,
             bytes: 0,
             senders: 0,
             mailboxes: 0,

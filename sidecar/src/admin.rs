@@ -2,12 +2,9 @@
 
 use std::path::Path;
 
-use std::collections::BTreeSet;
-
 use mss_shared::config::{domain_of, Config};
 use mss_shared::month::Month;
-use mss_shared::output::Counts;
-use mss_shared::store::capture::{CaptureStore, Classifier};
+use mss_shared::store::capture::CaptureStore;
 use mss_shared::store::registry::RegistryStore;
 use mss_shared::{exit, Error};
 
@@ -28,88 +25,6 @@ impl SecondaryCapture {
         let store = CaptureStore::open_secondary(&cfg.store.capture_path, dir.path())?;
         Ok(SecondaryCapture { store, _dir: dir })
     }
-}
-
-/// `mss-admin counts --month YYYY-MM [--domain D] [--json]`.
-pub fn counts(config: &Path, month: &str, domain: Option<&str>, json: bool) -> Result<i32, Error> {
-    let cfg = Config::load(config)?;
-    let month = Month::parse(month)?;
-    let domain = domain.map(|d| d.to_ascii_lowercase());
-    if let Some(d) = &domain {
-        if !cfg.operator.domains.iter().any(|o| o == d) {
-            return Err(Error::Usage(format!(
-                "--domain {d}: not one of operator.domains ({})",
-                cfg.operator.domains.join(", ")
-            )));
-        }
-    }
-    let sec = SecondaryCapture::open(&cfg)?;
-    let mut counts = sec
-        .store
-        .counts(month, &Classifier::from_config(&cfg), domain.as_deref())?;
-    // `mailboxes`: the rows of the month's Connexions file (registry BALs not
-    // excluded + discovered senders and logins); `logins`: BALs with a login
-    // in the month (captured or imported from logs).
-    let reg = RegistryStore::open_read_only(&cfg.store.registry_path)?;
-    let mut login_bals: BTreeSet<String> = sec
-        .store
-        .logins(month)?
-        .into_keys()
-        .map(|(b, _)| b)
-        .collect();
-    if let Some(r) = &reg {
-        login_bals.extend(r.imported_logins(month)?.into_keys());
-    }
-    let mut discovered: BTreeSet<String> = sec.store.sent(month)?.into_keys().collect();
-    discovered.extend(login_bals.iter().cloned());
-    for d in &mut counts.domains {
-        d.mailboxes =
-            crate::mailbox::connexions_count(reg.as_ref(), &d.domain, month, &discovered)?;
-        d.logins = login_bals
-            .iter()
-            .filter(|b| domain_of(b).as_deref() == Some(d.domain.as_str()))
-            .count() as u64;
-    }
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&counts).expect("serialisable")
-        );
-    } else {
-        print!("{}", render_counts(&counts));
-    }
-    Ok(exit::OK)
-}
-
-/// Human view: one block per domain, a per-day bar chart of rows.
-pub fn render_counts(c: &Counts) -> String {
-    use std::fmt::Write;
-    let mut o = String::new();
-    let _ = writeln!(o, "month {}", c.month);
-    for d in &c.domains {
-        let _ = writeln!(
-            o,
-            "\n{}\n  messages {}  rows {}  bytes {}  senders {}  mailboxes {}  logins {}  outside_trust_space {}",
-            d.domain, d.messages, d.rows, d.bytes, d.senders, d.mailboxes, d.logins, d.outside_trust_space
-        );
-        let max = d.days.iter().map(|x| x.rows).max().unwrap_or(0);
-        for day in &d.days {
-            let width = if max == 0 {
-                0
-            } else {
-                (day.rows * 40).div_ceil(max) as usize
-            };
-            let _ = writeln!(
-                o,
-                "  {}  {:>8} msg {:>8} rows  {}",
-                day.day,
-                day.messages,
-                day.rows,
-                "#".repeat(width)
-            );
-        }
-    }
-    o
 }
 
 /// `mss-admin listeblanche check ADDRESS…` / `stats`: the copy the sidecar uses.
@@ -353,7 +268,7 @@ pub fn status(config: &Path, json: bool) -> Result<i32, Error> {
     }
     let reg = RegistryStore::open_read_only(&cfg.store.registry_path)?;
     if problems.iter().all(|p| !p.starts_with("capture store")) {
-        unregistered = crate::mailbox::unregistered(&cfg, reg.as_ref())?.len();
+        unregistered = crate::mailbox_view::unregistered(&cfg, reg.as_ref())?.len();
     }
     let registered = match &reg {
         Some(r) => r.list(None)?.len(),

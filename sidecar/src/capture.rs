@@ -63,6 +63,20 @@ impl StoreSink {
     }
 }
 
+impl StoreSink {
+    /// Retention (daily): fold then delete the months before `keep_from`
+    /// (see `CaptureStore::purge_before`). Holds the writer's lock for the
+    /// purge only: range deletes, and a fold of at most a month of
+    /// per-BAL keys.
+    pub fn purge_before(&self, keep_from: mss_shared::month::Month) -> Result<(), String> {
+        let guard = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            Some(s) => s.purge_before(keep_from).map_err(|e| e.to_string()),
+            None => Err("capture store closed; retention runs again tomorrow".into()),
+        }
+    }
+}
+
 impl Sink for StoreSink {
     fn commit(&self, records: &[Record]) -> Result<(), String> {
         let mut guard = self.store.lock().unwrap_or_else(|p| p.into_inner());

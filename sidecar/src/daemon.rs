@@ -11,7 +11,6 @@ use tokio::sync::watch;
 
 use mss_shared::config::{Config, ListenAddr, Token};
 use mss_shared::model::MailIdGen;
-use mss_shared::month::Month;
 use mss_shared::store::capture::{CaptureStore, Classifier};
 use mss_shared::{exit, Error};
 
@@ -69,9 +68,10 @@ pub fn run(config_path: &Path) -> Result<i32, Error> {
         cfg.check_capture_writable()?;
     }
     let store = CaptureStore::open(&cfg.store.capture_path)?;
-    let keep_from =
-        (0..cfg.store.retention_months).fold(Month::current(&cfg.tz()), |m, _| m.prev());
-    store.purge_before(keep_from)?;
+    store.purge_before(mss_shared::figures::oldest_kept(
+        &cfg,
+        jiff::Timestamp::now(),
+    ))?;
     let classifier = Classifier::from_config(&cfg);
     rt.block_on(serve(cfg, store, classifier, listeners))
 }
@@ -144,10 +144,31 @@ async fn serve(
     let metrics = Arc::new(Metrics::default());
     let journal = Arc::new(Journal::new(cfg.store.journal_path()));
     let sink = Arc::new(StoreSink::new(store, classifier.clone()));
+    let retention_sink = sink.clone();
     let capture = Capture::start(sink, journal, cfg.store.commit_timeout(), metrics.clone());
     let ids = Arc::new(MailIdGen::new(&cfg.operator.node));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    // Retention runs daily, not only at start (a daemon up for months).
+    {
+        let cfg = cfg.clone();
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(86_400)) => {}
+                    _ = stop.changed() => return,
+                }
+                let keep = mss_shared::figures::oldest_kept(&cfg, jiff::Timestamp::now());
+                let sink = retention_sink.clone();
+                match tokio::task::spawn_blocking(move || sink.purge_before(keep)).await {
+                    Ok(Ok(())) => tracing::info!(%keep, "retention: months before {keep} purged"),
+                    Ok(Err(e)) => tracing::warn!("retention: {e}"),
+                    Err(e) => tracing::warn!("retention task: {e}"),
+                }
+            }
+        });
+    }
 
     if let (Some(l), Some(p)) = (proxy_listener, &cfg.proxy) {
         let ctx = ProxyContext::new(p.clone(), capture.clone(), classifier.clone(), ids.clone())

@@ -10,7 +10,9 @@
 //! - [`privdrop`]: becoming `[service] user` when started as root.
 //! - [`policy`]: the liste blanche policy (refuse or report recipients outside the Espace de Confiance).
 //! - [`metrics`]: counters and the `/metrics` endpoint.
-//! - [`admin`]: `mss-admin` subcommands; [`mailbox`]: the registry commands;
+//! - [`admin`]: `mss-admin` subcommands; [`mailbox`]: the registry commands
+//!   ([`mailbox_view`]: `list` and `show`); [`month_cmd`]: `counts` and
+//!   `connexions`, through `mss_shared::figures`;
 //!   [`backfill`]: login history imported from Dovecot/Postfix logs.
 //! - [`reconcile`]: `mss-admin reconcile`, the month proved against Postfix's logs.
 //! - [`fuzz`]: byte-in entry points of every parser, for `fuzz/` and the smoke test.
@@ -25,8 +27,10 @@ pub mod events;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod mailbox;
+pub mod mailbox_view;
 pub mod metrics;
 pub mod milter;
+pub mod month_cmd;
 pub mod policy;
 pub mod privdrop;
 pub mod proxy;

@@ -5,23 +5,22 @@
 //! Import CSV (`;`, header row):
 //! `bal;type;status;status_date;test;finess_ej;finess_eg;login_tracking`.
 //! Every bad line is reported with its number; a file with any error changes
-//! nothing (one atomic batch). Status changes are appended with their date,
-//! never rewritten, so re-importing a file changes nothing and old months
-//! export the same.
+//! nothing (one atomic batch). Status changes are appended with their date
+//! and the day they were recorded, never rewritten: re-importing a file
+//! changes nothing, an undated change takes effect the day it is recorded, a
+//! future date is refused, and a change that would alter a month the ANS
+//! already accepted is refused without `--force` (exit 14, months named).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 
 use jiff::civil::Date;
-use serde::Serialize;
 
 use mss_shared::config::{domain_of, Config};
 use mss_shared::model::normalize_address;
-use mss_shared::month::{format_csv_date, from_micros, Month};
+use mss_shared::month::Month;
 use mss_shared::store::registry::{BalType, Mailbox, RegistryStore, Status, StatusChange};
 use mss_shared::{exit, Error};
-
-use crate::admin::SecondaryCapture;
 
 pub const HEADER: [&str; 8] = [
     "bal",
@@ -222,14 +221,24 @@ pub enum Change {
     Unchanged,
 }
 
-/// Merge a row into the existing mailbox (or a new one).
-pub fn merge(old: Option<&Mailbox>, r: &Row) -> (Mailbox, Change) {
-    let change = StatusChange {
-        status: r.status,
-        date: r.date,
-    };
+/// Merge a row into the existing mailbox (or a new one), recorded on `today`:
+/// - a first registration keeps its date (none: "exists since an unknown
+///   date", never a proof of creation);
+/// - a status *change* without a date takes effect `today`; the current
+///   status again (with or without a date) changes nothing;
+/// - a date after `today` is refused.
+///
+/// # Errors
+/// The refusal, for the caller to report.
+pub fn merge(old: Option<&Mailbox>, r: &Row, today: Date) -> Result<(Mailbox, Change), String> {
+    if let Some(d) = r.date.filter(|d| *d > today) {
+        return Err(format!(
+            "{}: status_date {d} is in the future (today is {today}): record a change on the day it happens",
+            r.bal
+        ));
+    }
     match old {
-        None => (
+        None => Ok((
             Mailbox {
                 bal: r.bal.clone(),
                 kind: r.kind,
@@ -237,10 +246,14 @@ pub fn merge(old: Option<&Mailbox>, r: &Row) -> (Mailbox, Change) {
                 finess_ej: r.finess_ej.clone(),
                 finess_eg: r.finess_eg.clone(),
                 login_tracking: r.login_tracking,
-                history: vec![change],
+                history: vec![StatusChange {
+                    status: r.status,
+                    date: r.date,
+                    recorded: Some(today),
+                }],
             },
             Change::Added,
-        ),
+        )),
         Some(m) => {
             let mut n = m.clone();
             n.kind = r.kind;
@@ -249,16 +262,65 @@ pub fn merge(old: Option<&Mailbox>, r: &Row) -> (Mailbox, Change) {
             n.finess_eg = r.finess_eg.clone();
             n.login_tracking = r.login_tracking;
             if n.status().map(|c| c.status) != Some(r.status) {
-                n.record(change);
+                n.record(StatusChange {
+                    status: r.status,
+                    date: Some(r.date.unwrap_or(today)),
+                    recorded: Some(today),
+                });
             }
             let c = if n == *m {
                 Change::Unchanged
             } else {
                 Change::Updated
             };
-            (n, c)
+            Ok((n, c))
         }
     }
+}
+
+/// Months accepted by the ANS whose files `new` would change compared with
+/// `old` (months whose cut-off is past are never changed: rebuilds read the
+/// registry as recorded by then).
+pub fn alters_accepted(
+    cfg: &Config,
+    reg: &RegistryStore,
+    old: Option<&Mailbox>,
+    new: &Mailbox,
+    today: Date,
+) -> Result<Vec<Month>, Error> {
+    use mss_shared::indicators::membership::{created, excluded};
+    let mut out = vec![];
+    for m in reg.accepted_months()? {
+        let cut = mss_shared::figures::cutoff(cfg, m, today);
+        if cut < today {
+            continue;
+        }
+        let view = |b: Option<&Mailbox>| {
+            b.map(|b| {
+                let b = b.as_recorded_by(today);
+                (
+                    excluded(b.test, &b.history, m).map(|e| e.kind),
+                    created(&b.history),
+                )
+            })
+        };
+        let before = view(old);
+        let after = view(Some(new));
+        // An undated first registration claims nothing about past months.
+        let undated_new = old.is_none() && new.history.first().is_some_and(|c| c.date.is_none());
+        if before != after && !undated_new {
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
+fn refuse_accepted(bal: &str, months: &[Month]) -> Error {
+    let list: Vec<String> = months.iter().map(Month::to_string).collect();
+    Error::Refused(format!(
+        "{bal}: this change would alter the files of {} already accepted by the ANS; record it with its real date only if those figures were wrong, with --force",
+        list.join(", ")
+    ))
 }
 
 fn today(cfg: &Config) -> Date {
@@ -272,6 +334,7 @@ pub fn import(
     domain: Option<&str>,
     replace: bool,
     dry_run: bool,
+    force: bool,
 ) -> Result<i32, Error> {
     let cfg = Config::load(config)?;
     if replace && domain.is_none() {
@@ -311,9 +374,28 @@ pub fn import(
     let mut out = vec![];
     let (mut added, mut updated, mut unchanged) = (0, 0, 0);
     let in_file: BTreeSet<&str> = rows.iter().map(|r| r.bal.as_str()).collect();
+    let day = today(&cfg);
+    let mut refused = vec![];
     for r in &rows {
         let old = reg.get(&r.bal)?;
-        let (m, c) = merge(old.as_ref(), r);
+        let (m, c) = match merge(old.as_ref(), r, day) {
+            Ok(x) => x,
+            Err(why) => {
+                refused.push(format!("line {}: {why}", r.line));
+                continue;
+            }
+        };
+        if c != Change::Unchanged && !force {
+            let months = alters_accepted(&cfg, &reg, old.as_ref(), &m, day)?;
+            if !months.is_empty() {
+                refused.push(format!(
+                    "line {}: {}",
+                    r.line,
+                    refuse_accepted(&r.bal, &months)
+                ));
+                continue;
+            }
+        }
         match c {
             Change::Added => added += 1,
             Change::Updated => updated += 1,
@@ -330,10 +412,19 @@ pub fn import(
             out.push(m);
         }
     }
+    if !refused.is_empty() {
+        for p in &refused {
+            eprintln!("{}: {p}", file.display());
+        }
+        return Err(Error::Refused(format!(
+            "{}: {} change(s) refused; nothing was imported",
+            file.display(),
+            refused.len()
+        )));
+    }
     let mut deleted = 0;
     if replace {
         let d = domain.as_deref().expect("checked");
-        let day = today(&cfg);
         for mut m in reg.list(Some(d))? {
             if in_file.contains(m.bal.as_str())
                 || m.status().is_some_and(|c| c.status == Status::Deleted)
@@ -348,6 +439,7 @@ pub fn import(
             m.record(StatusChange {
                 status: Status::Deleted,
                 date: Some(day),
+                recorded: Some(day),
             });
             deleted += 1;
             out.push(m);
@@ -377,6 +469,8 @@ pub struct Edit {
     pub login_tracking: Option<bool>,
     pub finess_ej: Option<String>,
     pub finess_eg: Option<String>,
+    /// Record a change that alters a month already accepted by the ANS.
+    pub force: bool,
 }
 
 fn edit_row(cfg: &Config, bal: &str, e: &Edit, base: Option<&Mailbox>) -> Result<Row, Error> {
@@ -398,9 +492,9 @@ fn edit_row(cfg: &Config, bal: &str, e: &Edit, base: Option<&Mailbox>) -> Result
                 "--status suspended|deleted needs --date YYYY-MM-DD".into(),
             ))
         }
-        _ => base
-            .and_then(|m| m.status().and_then(|c| c.date.map(|d| d.to_string())))
-            .unwrap_or_default(),
+        // No date: a change takes effect today (see [`merge`]); the same
+        // status is no change at all.
+        _ => String::new(),
     };
     let line = [
         bal.to_string(),
@@ -445,7 +539,14 @@ pub fn add(config: &Path, bal: &str, e: &Edit) -> Result<i32, Error> {
         ));
     }
     let r = edit_row(&cfg, &bal, e, None)?;
-    let (m, _) = merge(None, &r);
+    let day = today(&cfg);
+    let (m, _) = merge(None, &r, day).map_err(Error::Refused)?;
+    if !e.force {
+        let months = alters_accepted(&cfg, &reg, None, &m, day)?;
+        if !months.is_empty() {
+            return Err(refuse_accepted(&bal, &months));
+        }
+    }
     reg.put_all(&[m])?;
     println!("added {bal}");
     Ok(exit::OK)
@@ -462,7 +563,8 @@ pub fn set(config: &Path, bal: &str, e: &Edit) -> Result<i32, Error> {
         )));
     };
     let r = edit_row(&cfg, &bal, e, Some(&old))?;
-    let (mut m, _) = merge(Some(&old), &r);
+    let day = today(&cfg);
+    let (mut m, _) = merge(Some(&old), &r, day).map_err(Error::Refused)?;
     // An explicit dated status is recorded even if it repeats the status (a new date).
     if e.status.is_some()
         && e.date.is_some()
@@ -471,7 +573,14 @@ pub fn set(config: &Path, bal: &str, e: &Edit) -> Result<i32, Error> {
         m.record(StatusChange {
             status: r.status,
             date: r.date,
+            recorded: Some(day),
         });
+    }
+    if m != old && !e.force {
+        let months = alters_accepted(&cfg, &reg, Some(&old), &m, day)?;
+        if !months.is_empty() {
+            return Err(refuse_accepted(&bal, &months));
+        }
     }
     if m == old {
         println!("{bal}: unchanged");
@@ -480,243 +589,4 @@ pub fn set(config: &Path, bal: &str, e: &Edit) -> Result<i32, Error> {
         println!("updated {bal}");
     }
     Ok(exit::OK)
-}
-
-#[derive(Serialize)]
-struct ListItem<'a> {
-    bal: &'a str,
-    #[serde(rename = "type")]
-    kind: BalType,
-    status: &'static str,
-    status_date: Option<String>,
-    test: bool,
-    login_tracking: bool,
-}
-
-/// BALs seen sending or logging in on an operator domain over the
-/// retention window but absent from the registry.
-pub fn unregistered(cfg: &Config, reg: Option<&RegistryStore>) -> Result<BTreeSet<String>, Error> {
-    let sec = SecondaryCapture::open(cfg)?;
-    let known: HashSet<String> = match reg {
-        Some(r) => r.list(None)?.into_iter().map(|m| m.bal).collect(),
-        None => HashSet::new(),
-    };
-    let mut seen = BTreeSet::new();
-    let mut m = Month::current(&cfg.tz());
-    for _ in 0..cfg.store.retention_months.max(1) {
-        seen.extend(sec.store.sent(m)?.into_keys());
-        seen.extend(sec.store.logins(m)?.into_keys().map(|(b, _)| b));
-        if let Some(r) = reg {
-            seen.extend(r.imported_logins(m)?.into_keys());
-        }
-        m = m.prev();
-    }
-    Ok(seen
-        .into_iter()
-        .filter(|b| domain_of(b).is_some_and(|d| cfg.operator.domains.contains(&d)))
-        .filter(|b| !known.contains(b))
-        .collect())
-}
-
-/// `mss-admin mailbox list [--domain D] [--unregistered] [--json]`.
-pub fn list(config: &Path, domain: Option<&str>, unreg: bool, json: bool) -> Result<i32, Error> {
-    let cfg = Config::load(config)?;
-    let reg = RegistryStore::open_read_only(&cfg.store.registry_path)?;
-    if unreg {
-        let u: Vec<String> = unregistered(&cfg, reg.as_ref())?
-            .into_iter()
-            .filter(|b| domain.is_none_or(|d| domain_of(b).as_deref() == Some(d)))
-            .collect();
-        if json {
-            println!("{}", serde_json::to_string_pretty(&u).expect("json"));
-        } else {
-            for b in &u {
-                println!("{b}");
-            }
-            eprintln!(
-                "{} unregistered BAL(s): seen sending or logging in, absent from the registry",
-                u.len()
-            );
-        }
-        return Ok(exit::OK);
-    }
-    let boxes = match &reg {
-        Some(r) => r.list(domain)?,
-        None => vec![],
-    };
-    let items: Vec<ListItem> = boxes
-        .iter()
-        .map(|m| ListItem {
-            bal: &m.bal,
-            kind: m.kind,
-            status: m.status().map_or("active", |c| c.status.as_str()),
-            status_date: m.status().and_then(|c| c.date.map(|d| d.to_string())),
-            test: m.test,
-            login_tracking: m.login_tracking,
-        })
-        .collect();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&items).expect("json"));
-    } else {
-        for i in &items {
-            println!(
-                "{:<40} {:<17} {:<9} {:<10} {}{}",
-                i.bal,
-                format!("{:?}", i.kind).to_lowercase(),
-                i.status,
-                i.status_date.as_deref().unwrap_or("-"),
-                if i.test { "test " } else { "" },
-                if i.login_tracking {
-                    ""
-                } else {
-                    "no-login-tracking"
-                }
-            );
-        }
-        eprintln!("{} mailbox(es)", items.len());
-    }
-    Ok(exit::OK)
-}
-
-#[derive(Serialize)]
-struct Show {
-    bal: String,
-    registered: Option<Mailbox>,
-    last_login: Option<String>,
-    last_sent: Option<String>,
-    last_received: Option<String>,
-    month: String,
-    in_files: bool,
-    why_not: Option<String>,
-}
-
-/// `mss-admin mailbox show BAL [--json]`.
-pub fn show(config: &Path, bal: &str, json: bool) -> Result<i32, Error> {
-    let cfg = Config::load(config)?;
-    let tz = cfg.tz();
-    let bal = normalize_address(bal);
-    let reg = RegistryStore::open_read_only(&cfg.store.registry_path)?;
-    let m = match &reg {
-        Some(r) => r.get(&bal)?,
-        None => None,
-    };
-    let sec = SecondaryCapture::open(&cfg)?;
-    let (mut login, mut sent, mut rcv) = (None::<i64>, None::<i64>, None::<i64>);
-    let now = Month::current(&tz);
-    let mut month = now;
-    let max = |a: Option<i64>, b: Option<i64>| a.max(b);
-    for _ in 0..cfg.store.retention_months.max(1) {
-        let l = sec
-            .store
-            .logins(month)?
-            .into_iter()
-            .filter(|((b, _), _)| *b == bal)
-            .map(|(_, (t, _))| t)
-            .max();
-        login = max(login, l);
-        if let Some(r) = &reg {
-            login = max(login, r.imported_logins(month)?.get(&bal).copied());
-        }
-        sent = max(sent, sec.store.sent(month)?.get(&bal).copied());
-        rcv = max(rcv, sec.store.received(month)?.get(&bal).copied());
-        month = month.prev();
-    }
-    let fmt = |t: Option<i64>| t.map(|t| format_csv_date(from_micros(t), &tz));
-    let on_domain = domain_of(&bal).is_some_and(|d| cfg.operator.domains.contains(&d));
-    let why_not = if !on_domain {
-        Some(format!(
-            "not on one of operator.domains ({})",
-            cfg.operator.domains.join(", ")
-        ))
-    } else {
-        match &m {
-            Some(m) => m.excluded_from(now),
-            None => None,
-        }
-    };
-    let s = Show {
-        bal: bal.clone(),
-        registered: m,
-        last_login: fmt(login),
-        last_sent: fmt(sent),
-        last_received: fmt(rcv),
-        month: now.to_string(),
-        in_files: why_not.is_none(),
-        why_not,
-    };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&s).expect("json"));
-        return Ok(exit::OK);
-    }
-    println!("{}", s.bal);
-    match &s.registered {
-        None => println!("  not in the registry (a discovered BAL if it sends or logs in)"),
-        Some(m) => {
-            println!(
-                "  type {}{}{}",
-                format!("{:?}", m.kind).to_lowercase(),
-                if m.test { ", test" } else { "" },
-                if m.login_tracking {
-                    ""
-                } else {
-                    ", no login tracking"
-                }
-            );
-            if m.finess_ej.is_some() || m.finess_eg.is_some() {
-                println!(
-                    "  FINESS EJ {} EG {}",
-                    m.finess_ej.as_deref().unwrap_or("-"),
-                    m.finess_eg.as_deref().unwrap_or("-")
-                );
-            }
-            for c in &m.history {
-                println!(
-                    "  {} since {}",
-                    c.status.as_str(),
-                    c.date.map_or("(unknown)".to_string(), |d| d.to_string())
-                );
-            }
-        }
-    }
-    println!(
-        "  last login    {}",
-        s.last_login.as_deref().unwrap_or("never")
-    );
-    println!(
-        "  last sent     {}",
-        s.last_sent.as_deref().unwrap_or("never")
-    );
-    println!(
-        "  last received {}",
-        s.last_received.as_deref().unwrap_or("never")
-    );
-    match &s.why_not {
-        None => println!("  in the {} files", s.month),
-        Some(w) => println!("  NOT in the {} files: {w}", s.month),
-    }
-    Ok(exit::OK)
-}
-
-/// Registry BALs of `domain` in the Connexions file of `month`, plus the
-/// discovered ones (senders, logins) not excluded.
-pub fn connexions_count(
-    reg: Option<&RegistryStore>,
-    domain: &str,
-    month: Month,
-    discovered: &BTreeSet<String>,
-) -> Result<u64, Error> {
-    let boxes: BTreeMap<String, Mailbox> = match reg {
-        Some(r) => r
-            .list(Some(domain))?
-            .into_iter()
-            .map(|m| (m.bal.clone(), m))
-            .collect(),
-        None => BTreeMap::new(),
-    };
-    let n = boxes.values().filter(|m| m.included_in(month)).count()
-        + discovered
-            .iter()
-            .filter(|b| domain_of(b).as_deref() == Some(domain) && !boxes.contains_key(*b))
-            .count();
-    Ok(n as u64)
 }

@@ -165,7 +165,7 @@ fn import_is_all_or_nothing_idempotent_and_replace_deletes_the_absent() {
     let s: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         s["registered"]["history"],
-        serde_json::json!([{"status": "suspended", "date": "2026-10-15"}, {"status": "deleted", "date": today}])
+        serde_json::json!([{"status": "suspended", "date": "2026-10-15", "recorded": today}, {"status": "deleted", "date": today, "recorded": today}])
     );
 }
 
@@ -291,9 +291,13 @@ fn add_set_show_and_unregistered() {
     assert_eq!(c, 0, "{err}");
     let s: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(s["registered"]["login_tracking"], false);
+    let today = jiff::Zoned::now()
+        .with_time_zone(jiff::tz::TimeZone::get("Europe/Paris").unwrap())
+        .date()
+        .to_string();
     assert_eq!(
         s["registered"]["history"],
-        serde_json::json!([{"status": "active", "date": null}, {"status": "suspended", "date": "2026-09-01"}])
+        serde_json::json!([{"status": "active", "date": null, "recorded": today}, {"status": "suspended", "date": "2026-09-01", "recorded": today}])
     );
     assert!(
         s["last_login"].is_string() && s["last_received"].is_string() && s["last_sent"].is_null(),

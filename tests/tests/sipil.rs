@@ -127,6 +127,7 @@ fn add_mailbox(registry: &Path, bal: &str) {
         finess_eg: None,
         login_tracking: true,
         history: vec![StatusChange {
+            recorded: None,
             status: Status::Active,
             date: None,
         }],

@@ -27,7 +27,7 @@
 //!
 //! Addresses are stored lower-cased; message bodies are never stored.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use jiff::tz::TimeZone;
@@ -38,6 +38,7 @@ use serde::Serialize;
 
 use crate::config::domain_of;
 use crate::error::{Error, Result};
+use crate::indicators::address::drop_trailing_dot;
 use crate::model::{LoginRecord, MessageRecord, Record};
 use crate::month::{from_micros, Month};
 
@@ -46,7 +47,11 @@ pub const CF_RCV: &str = "rcv";
 pub const CF_LOGIN: &str = "login";
 pub const CF_SNT: &str = "snt";
 pub const CF_POL: &str = "pol";
-const CFS: [&str; 5] = [CF_OUT, CF_RCV, CF_LOGIN, CF_SNT, CF_POL];
+/// Per-BAL summary of purged months (key BAL): never purged, see [`super::history`].
+pub const CF_BAL: &str = "bal";
+const CFS: [&str; 6] = [CF_OUT, CF_RCV, CF_LOGIN, CF_SNT, CF_POL, CF_BAL];
+/// The month-keyed column families, purged by retention.
+const MONTH_CFS: [&str; 5] = [CF_OUT, CF_RCV, CF_LOGIN, CF_SNT, CF_POL];
 
 /// Decides which keys a record produces: the operator's domains and time zone.
 #[derive(Debug, Clone)]
@@ -89,8 +94,8 @@ pub struct OutRow {
 
 /// The capture database.
 pub struct CaptureStore {
-    db: DB,
-    path: String,
+    pub(super) db: DB,
+    pub(super) path: String,
 }
 
 fn merge_max(_key: &[u8], existing: Option<&[u8]>, ops: &MergeOperands) -> Option<Vec<u8>> {
@@ -121,13 +126,13 @@ fn merge_sum(_key: &[u8], existing: Option<&[u8]>, ops: &MergeOperands) -> Optio
     Some(n.to_be_bytes().to_vec())
 }
 
-fn read_u64(b: &[u8]) -> u64 {
+pub(super) fn read_u64(b: &[u8]) -> u64 {
     b.get(..8)
         .map(|s| u64::from_be_bytes(s.try_into().expect("8 bytes")))
         .unwrap_or(0)
 }
 
-fn split_login(b: &[u8]) -> (u64, u64) {
+pub(super) fn split_login(b: &[u8]) -> (u64, u64) {
     (read_u64(b), b.get(8..).map(read_u64).unwrap_or(0))
 }
 
@@ -139,6 +144,9 @@ fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
                 CF_RCV | CF_SNT => o.set_merge_operator_associative("mss_max_u64", merge_max),
                 CF_LOGIN => o.set_merge_operator_associative("mss_login", merge_login),
                 CF_POL => o.set_merge_operator_associative("mss_sum_u64", merge_sum),
+                CF_BAL => {
+                    o.set_merge_operator_associative("mss_max3_u64", super::history::merge_max3)
+                }
                 _ => {}
             }
             ColumnFamilyDescriptor::new(*name, o)
@@ -201,7 +209,7 @@ impl CaptureStore {
         &self.path
     }
 
-    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+    pub(super) fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         self.db
             .cf_handle(name)
             .expect("column family created at open")
@@ -245,21 +253,37 @@ impl CaptureStore {
 
     fn add_message(&self, batch: &mut WriteBatch, m: &MessageRecord, cls: &Classifier) {
         let month = Month::of(from_micros(m.time_us), &cls.tz);
-        if let Some(domain) = cls.operator_domain(&m.sender) {
-            let value = out_value(m);
+        // A domain's trailing dot (`a@ch-a.fr.`) is dropped here: one BAL, one spelling.
+        let sender = drop_trailing_dot(&m.sender);
+        if let Some(domain) = cls.operator_domain(&sender) {
+            let value = if sender.len() == m.sender.len() {
+                out_value(m)
+            } else {
+                out_value(&MessageRecord {
+                    sender: sender.to_string(),
+                    ..m.clone()
+                })
+            };
             let mut k = month.key().to_vec();
-            k.extend_from_slice(m.sender.as_bytes());
+            k.extend_from_slice(sender.as_bytes());
             batch.merge_cf(self.cf(CF_SNT), k, (m.time_us.max(0) as u64).to_be_bytes());
             for rcpt in &m.recipients {
                 batch.put_cf(
                     self.cf(CF_OUT),
-                    out_key(month, &domain, m.time_us, &m.mail_id, rcpt),
+                    out_key(
+                        month,
+                        &domain,
+                        m.time_us,
+                        &m.mail_id,
+                        &drop_trailing_dot(rcpt),
+                    ),
                     &value,
                 );
             }
         }
         for rcpt in &m.recipients {
-            if cls.operator_domain(rcpt).is_some() {
+            let rcpt = drop_trailing_dot(rcpt);
+            if cls.operator_domain(&rcpt).is_some() {
                 let mut k = month.key().to_vec();
                 k.extend_from_slice(rcpt.as_bytes());
                 batch.merge_cf(self.cf(CF_RCV), k, (m.time_us.max(0) as u64).to_be_bytes());
@@ -343,7 +367,12 @@ impl CaptureStore {
         Ok(out)
     }
 
-    fn scan(&self, cf: &str, prefix: &[u8], mut f: impl FnMut(&[u8], &[u8])) -> Result<()> {
+    pub(super) fn scan(
+        &self,
+        cf: &str,
+        prefix: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]),
+    ) -> Result<()> {
         if self.db.cf_handle(cf).is_none() {
             return Ok(()); // not created yet by the primary (older store)
         }
@@ -365,9 +394,12 @@ impl CaptureStore {
         Ok(())
     }
 
-    /// Delete every captured key of months before `keep_from`.
+    /// Delete every captured key of months before `keep_from`, after folding
+    /// their last login / sent / received dates into the per-BAL summary
+    /// (never purged).
     pub fn purge_before(&self, keep_from: Month) -> Result<()> {
-        for cf in CFS {
+        self.fold_before(keep_from)?;
+        for cf in MONTH_CFS {
             self.db
                 .delete_range_cf(
                     self.cf(cf),
@@ -419,96 +451,6 @@ impl CaptureStore {
                     .flatten()
             })
             .sum()
-    }
-
-    /// Per-domain, per-day figures for `mss-admin counts`.
-    pub fn counts(
-        &self,
-        month: Month,
-        cls: &Classifier,
-        domain: Option<&str>,
-    ) -> Result<crate::output::Counts> {
-        use crate::output::{Counts, DayCounts, DomainCounts};
-        // Per domain: figures, senders, mailboxes seen, per-day figures.
-        type Acc = (
-            DomainCounts,
-            BTreeSet<String>,
-            BTreeSet<String>,
-            BTreeMap<String, DayCounts>,
-        );
-        let mut per: BTreeMap<String, Acc> = BTreeMap::new();
-        let wanted: Vec<String> = match domain {
-            Some(d) => vec![d.to_ascii_lowercase()],
-            None => {
-                let mut v: Vec<String> = cls.domains.iter().cloned().collect();
-                v.sort();
-                v
-            }
-        };
-        for d in &wanted {
-            per.insert(
-                d.clone(),
-                (
-                    DomainCounts::new(d),
-                    BTreeSet::new(),
-                    BTreeSet::new(),
-                    BTreeMap::new(),
-                ),
-            );
-        }
-        let mut last_msg: Option<(String, String)> = None;
-        self.for_each_out(month, domain, |row| {
-            let Some(e) = per.get_mut(&row.domain) else {
-                return;
-            };
-            let day =
-                crate::month::format_csv_date(from_micros(row.time_us), &cls.tz)[..10].to_string();
-            let dc = e.3.entry(day.clone()).or_insert_with(|| DayCounts {
-                day,
-                messages: 0,
-                rows: 0,
-            });
-            e.0.rows += 1;
-            dc.rows += 1;
-            let key = (row.domain.clone(), row.mail_id.clone());
-            if last_msg.as_ref() != Some(&key) {
-                e.0.messages += 1;
-                e.0.bytes += row.size;
-                dc.messages += 1;
-                last_msg = Some(key);
-            }
-            e.1.insert(row.sender.clone());
-            e.2.insert(row.sender);
-        })?;
-        for ((bal, _service), (_t, n)) in self.logins(month)? {
-            if let Some(e) = domain_of(&bal).and_then(|d| per.get_mut(&d)) {
-                e.0.logins += n;
-                e.2.insert(bal);
-            }
-        }
-        for bal in self.received(month)?.into_keys() {
-            if let Some(e) = domain_of(&bal).and_then(|d| per.get_mut(&d)) {
-                e.2.insert(bal);
-            }
-        }
-        for ((sender_domain, _), n) in self.outside(month)? {
-            if let Some(e) = per.get_mut(&sender_domain) {
-                e.0.outside_trust_space += n;
-            }
-        }
-        let domains = per
-            .into_values()
-            .map(|(mut c, senders, bals, days)| {
-                c.senders = senders.len() as u64;
-                c.mailboxes = bals.len() as u64;
-                c.days = days.into_values().collect();
-                c
-            })
-            .collect();
-        Ok(Counts {
-            month: month.to_string(),
-            domains,
-        })
     }
 }
 
@@ -706,13 +648,6 @@ mod tests {
                 .unwrap()
                 .as_microsecond()
         );
-        let counts = s.counts(m, &c, None).unwrap();
-        let a = &counts.domains[0];
-        assert_eq!(
-            (a.domain.as_str(), a.messages, a.rows, a.bytes, a.senders),
-            ("ch-a.mssante.fr", 2, 3, 120, 2)
-        );
-        assert_eq!(counts.domains[1].mailboxes, 1);
     }
 
     #[test]
@@ -798,6 +733,18 @@ mod tests {
         s.for_each_out(Month::parse("2026-10").unwrap(), None, |_| n += 1)
             .unwrap();
         assert_eq!(n, 1);
+        // The purged month's last sent date survives in the summary, and
+        // only up to the end of the month asked for.
+        let t = |at: &str| at.parse::<jiff::Timestamp>().unwrap().as_microsecond();
+        let oct = Month::parse("2026-10").unwrap();
+        let d = s.last_dates(oct, t("2026-11-01T00:00:00Z")).unwrap();
+        assert_eq!(d.sent["x@ch-a.mssante.fr"], t("2026-10-05T10:00:00Z"));
+        let d = s.last_dates(oct, t("2026-10-01T00:00:00Z")).unwrap();
+        assert_eq!(d.sent["x@ch-a.mssante.fr"], t("2025-01-05T10:00:00Z"));
+        // Purging again (daily) changes nothing.
+        s.purge_before(Month::parse("2025-10").unwrap()).unwrap();
+        let d = s.last_dates(oct, t("2026-10-01T00:00:00Z")).unwrap();
+        assert_eq!(d.sent["x@ch-a.mssante.fr"], t("2025-01-05T10:00:00Z"));
     }
 
     #[test]

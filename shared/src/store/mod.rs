@@ -2,6 +2,7 @@
 //! [`registry`] (written by mss-admin and mss-export).
 
 pub mod capture;
+pub mod history;
 pub mod registry;
 
 /// Options common to both stores: LZ4 everywhere (the only compression we

@@ -75,12 +75,18 @@ impl Status {
     }
 }
 
-/// One dated status change. `date` is `None` only for an active status whose
-/// start is unknown ("active since before we knew").
+/// One dated status change. `date` is `None` only for a first registration
+/// whose start is unknown ("exists since before we knew": never a proof of
+/// creation). `recorded` is the day (in `operator.timezone`) the change was
+/// written: month M is decided by the history as recorded by the end of
+/// `sipil.deadline_day` of M+1, so a later change never alters a month
+/// already due (`None`: recorded before this was tracked).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusChange {
     pub status: Status,
     pub date: Option<Date>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded: Option<Date>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,10 +114,14 @@ impl Mailbox {
         self.history.last()
     }
 
-    /// Append a change unless it repeats the current one; keeps the history
-    /// chronological.
+    /// Append a change unless it repeats the current one (same status and
+    /// date); keeps the history chronological.
     pub fn record(&mut self, change: StatusChange) -> bool {
-        if self.history.last() == Some(&change) {
+        if self
+            .history
+            .last()
+            .is_some_and(|c| (c.status, c.date) == (change.status, change.date))
+        {
             return false;
         }
         self.history.push(change);
@@ -119,44 +129,23 @@ impl Mailbox {
         true
     }
 
-    /// The status in force on `day` (last change dated on or before it).
-    fn status_on(&self, before: Date) -> Option<&StatusChange> {
-        self.history
-            .iter()
-            .rev()
-            .find(|c| c.date.is_none_or(|d| d < before))
+    /// The mailbox as the registry knew it at the end of day `cutoff`
+    /// (changes recorded later left out).
+    pub fn as_recorded_by(&self, cutoff: Date) -> Mailbox {
+        let mut m = self.clone();
+        m.history.retain(|c| c.recorded.is_none_or(|d| d <= cutoff));
+        m
     }
 
-    /// Whether the BAL appears in the files of month `r` (SPEC.md exclusions,
-    /// "M-1" = `r`, "M" = the month after):
-    /// - test BALs never;
-    /// - not before it exists: a status known before the end of `r` is needed;
-    /// - judged on the status in force at the end of M (changes after M do
-    ///   not alter an old month's files): active → in; suspended or deleted
-    ///   on a date in `r` or later → in; earlier → out.
+    /// Whether the BAL appears in the files of month `r`
+    /// ([`crate::indicators::membership::excluded`]).
     pub fn included_in(&self, r: Month) -> bool {
         self.excluded_from(r).is_none()
     }
 
-    /// Why the BAL is left out of the files of month `r` (see
-    /// [`Mailbox::included_in`]), or `None` if it is in them.
+    /// Why the BAL is left out of the files of month `r`, or `None` if it is in them.
     pub fn excluded_from(&self, r: Month) -> Option<String> {
-        if self.test {
-            return Some("test mailbox".into());
-        }
-        if self.status_on(r.next().first_day()).is_none() {
-            return Some(format!("not yet registered during {r}"));
-        }
-        match self.status_on(r.next().next().first_day()) {
-            None => Some(format!("not yet registered during {r}")),
-            Some(c) => match (c.status, c.date) {
-                (Status::Active, _) => None,
-                (st, Some(d)) if d < r.first_day() => {
-                    Some(format!("{} since {d}, before {r}", st.as_str()))
-                }
-                _ => None,
-            },
-        }
+        crate::indicators::membership::excluded(self.test, &self.history, r).map(|e| e.detail)
     }
 }
 
@@ -303,6 +292,42 @@ impl RegistryStore {
                 .entry(String::from_utf8_lossy(bal).into_owned())
                 .or_insert(t);
             *e = (*e).max(t);
+        }
+        Ok(out)
+    }
+
+    /// Months whose deposit the ANS accepted (`mss-export` delivery record,
+    /// `meta` key `sipil/month/YYYY-MM`, state `accepted`).
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub fn accepted_months(&self) -> Result<Vec<Month>> {
+        Ok(self
+            .list_meta("sipil/month/")?
+            .into_iter()
+            .filter(|(_, v)| v["state"] == "accepted")
+            .filter_map(|(k, _)| Month::parse(k.rsplit('/').next()?).ok())
+            .collect())
+    }
+
+    /// Every imported login ever recorded, as (BAL, µs UTC): imports are
+    /// kept whatever the capture's retention (they are the proof of a date).
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub fn imported_logins_all(&self) -> Result<Vec<(String, i64)>> {
+        let mut out = vec![];
+        let Some(cf) = self.db.cf_handle(CF_LOGIN) else {
+            return Ok(out);
+        };
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let rest = k.get(6..).unwrap_or_default();
+            let bal = rest.split(|b| *b == 0).next().unwrap_or_default();
+            if let Some(t) = v.get(..8) {
+                let t = i64::from_be_bytes(t.try_into().expect("8 bytes"));
+                out.push((String::from_utf8_lossy(bal).into_owned(), t));
+            }
         }
         Ok(out)
     }
@@ -459,6 +484,7 @@ mod tests {
             history: history
                 .iter()
                 .map(|(s, d)| StatusChange {
+                    recorded: None,
                     status: *s,
                     date: d.map(|d| d.parse().unwrap()),
                 })
@@ -504,6 +530,7 @@ mod tests {
         let mut b = a.clone();
         b.bal = "b@other.fr".into();
         assert!(a.record(StatusChange {
+            recorded: None,
             status: Status::Suspended,
             date: Some("2026-10-03".parse().unwrap())
         }));

@@ -27,6 +27,20 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Every BAL of a month's Connexions files with its date and the rule that produced it.
+    Connexions {
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        month: String,
+        /// Only this operator domain.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Only this BAL.
+        #[arg(long)]
+        bal: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// The mailbox registry: types, dated statuses, test flags.
     #[command(subcommand)]
     Mailbox(MailboxCmd),
@@ -103,6 +117,9 @@ struct EditArgs {
     finess_ej: Option<String>,
     #[arg(long)]
     finess_eg: Option<String>,
+    /// Record a change that alters a month the ANS already accepted.
+    #[arg(long)]
+    force: bool,
 }
 
 fn yes_no(s: &str) -> Result<bool, String> {
@@ -127,6 +144,9 @@ enum MailboxCmd {
         /// Print what would change, change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Record changes that alter a month the ANS already accepted.
+        #[arg(long)]
+        force: bool,
     },
     /// Register a BAL.
     Add {
@@ -166,6 +186,7 @@ fn edit(e: &EditArgs) -> mss_sidecar::mailbox::Edit {
         login_tracking: e.login_tracking,
         finess_ej: e.finess_ej.clone(),
         finess_eg: e.finess_eg.clone(),
+        force: e.force,
     }
 }
 
@@ -177,7 +198,19 @@ fn main() {
             month,
             domain,
             json,
-        } => mss_sidecar::admin::counts(&args.config, month, domain.as_deref(), *json),
+        } => mss_sidecar::month_cmd::counts(&args.config, month, domain.as_deref(), *json),
+        Cmd::Connexions {
+            month,
+            domain,
+            bal,
+            json,
+        } => mss_sidecar::month_cmd::connexions(
+            &args.config,
+            month,
+            domain.as_deref(),
+            bal.as_deref(),
+            *json,
+        ),
         Cmd::Mailbox(m) => {
             use mss_sidecar::mailbox;
             match m {
@@ -186,15 +219,30 @@ fn main() {
                     domain,
                     replace,
                     dry_run,
-                } => mailbox::import(&args.config, file, domain.as_deref(), *replace, *dry_run),
+                    force,
+                } => mailbox::import(
+                    &args.config,
+                    file,
+                    domain.as_deref(),
+                    *replace,
+                    *dry_run,
+                    *force,
+                ),
                 MailboxCmd::Add { bal, edit: e } => mailbox::add(&args.config, bal, &edit(e)),
                 MailboxCmd::Set { bal, edit: e } => mailbox::set(&args.config, bal, &edit(e)),
                 MailboxCmd::List {
                     domain,
                     unregistered,
                     json,
-                } => mailbox::list(&args.config, domain.as_deref(), *unregistered, *json),
-                MailboxCmd::Show { bal, json } => mailbox::show(&args.config, bal, *json),
+                } => mss_sidecar::mailbox_view::list(
+                    &args.config,
+                    domain.as_deref(),
+                    *unregistered,
+                    *json,
+                ),
+                MailboxCmd::Show { bal, json } => {
+                    mss_sidecar::mailbox_view::show(&args.config, bal, *json)
+                }
             }
         }
         Cmd::Listeblanche(ListeBlancheCmd::Check { addresses }) => {
