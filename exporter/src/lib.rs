@@ -6,11 +6,12 @@
 //! - [`validate`]: SPEC.md checks on a ZIP or CSV, every problem listed.
 //! - [`sipil`]: the SIPIL client (deposit, report) over mutual TLS.
 //! - [`state`]: the per-month delivery record in the registry DB.
-//! - [`run`]: `submit`, `report`, `run` (the timer's state machine), `status`.
+//! - [`run`]: `submit`, `report`, `run` (the timer's state machine); [`status`]: `status`.
 
 pub mod build;
 pub mod quarantine;
 pub mod run;
 pub mod sipil;
 pub mod state;
+pub mod status;
 pub mod validate;

@@ -77,7 +77,7 @@ fn run(args: Args) -> Result<i32, Error> {
                 .transpose()?;
             mss_exporter::run::run(&cfg, month, now)
         }
-        Cmd::Status { json } => mss_exporter::run::status(&cfg, json),
+        Cmd::Status { json } => mss_exporter::status::status(&cfg, json),
         Cmd::Build { month, out, json } => {
             let month = Month::parse(&month)?;
             let sec = tempfile::Builder::new()

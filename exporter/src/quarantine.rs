@@ -88,3 +88,41 @@ pub fn count(dir: &Path, month: Month) -> u64 {
         .map(|mut r| r.records().count() as u64)
         .unwrap_or(0)
 }
+
+/// Move a build's quarantine file from `staged` (the build directory) to
+/// `out` beside the installed archives, warning with its count; remove a
+/// stale one when the build quarantined nothing.
+///
+/// # Errors
+/// The move fails.
+pub fn install(staged: Option<&Path>, out: &Path, month: Month) -> Result<(), Error> {
+    let name = file_name(month);
+    let dest = out.join(&name);
+    match staged.map(|d| d.join(&name)) {
+        Some(src) if src.exists() => {
+            std::fs::rename(&src, &dest)
+                .map_err(|e| Error::Other(format!("{}: {e}", dest.display())))?;
+            eprintln!(
+                "warning: {month}: {} row(s) quarantined (left out of the files): see {}",
+                count(out, month),
+                dest.display()
+            );
+        }
+        _ => {
+            let _ = std::fs::remove_file(&dest);
+        }
+    }
+    Ok(())
+}
+
+/// `quarantined rows: N (see FILE)` for `mss-export status`, when any.
+pub fn status_line(out: &Path, month: &str) -> Option<String> {
+    let month = Month::parse(month).ok()?;
+    let q = count(out, month);
+    (q > 0).then(|| {
+        format!(
+            "quarantined rows: {q} (see {})",
+            out.join(file_name(month)).display()
+        )
+    })
+}

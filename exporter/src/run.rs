@@ -31,7 +31,7 @@ fn sipil_cfg(cfg: &Config) -> Result<&Sipil, Error> {
 }
 
 /// Short-lived registry access (other writers may need it between calls).
-fn with_reg<T>(
+pub(crate) fn with_reg<T>(
     cfg: &Config,
     f: impl FnOnce(&RegistryStore) -> Result<T, Error>,
 ) -> Result<T, Error> {
@@ -138,22 +138,7 @@ fn install(cfg: &Config, month: Month, staged: &[PathBuf]) -> Result<Vec<PathBuf
         paths.push(dest);
     }
     // The quarantine list goes beside the archives (a stale one is removed).
-    let q = crate::quarantine::file_name(month);
-    let dest = out.join(&q);
-    match staged.first().and_then(|p| p.parent()).map(|d| d.join(&q)) {
-        Some(src) if src.exists() => {
-            std::fs::rename(&src, &dest)
-                .map_err(|e| Error::Other(format!("{}: {e}", dest.display())))?;
-            eprintln!(
-                "warning: {month}: {} row(s) quarantined (left out of the files): see {}",
-                crate::quarantine::count(out, month),
-                dest.display()
-            );
-        }
-        _ => {
-            let _ = std::fs::remove_file(&dest);
-        }
-    }
+    crate::quarantine::install(staged.first().and_then(|p| p.parent()), out, month)?;
     Ok(paths)
 }
 
@@ -549,65 +534,6 @@ fn deliver(
     rec.recompute(true);
     save(cfg, month, rec)?;
     deposit_all(cfg, client, s, month, rec, &paths)
-}
-
-/// `mss-export status [--json]`.
-pub fn status(cfg: &Config, json: bool) -> Result<i32, Error> {
-    let recs = with_reg(cfg, state::list)?;
-    let out = state::StatusOutput {
-        months: recs.iter().map(state::MonthStatus::from).collect(),
-    };
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).map_err(|e| Error::Other(e.to_string()))?
-        );
-        return Ok(exit::OK);
-    }
-    if out.months.is_empty() {
-        println!("no month delivered yet");
-    }
-    for m in &out.months {
-        println!(
-            "{}  {:<14} deposits: {}  updated {}",
-            m.month,
-            m.state.to_string(),
-            if m.deposit_ids.is_empty() {
-                "-".into()
-            } else {
-                m.deposit_ids.join(", ")
-            },
-            m.updated
-        );
-        for a in &m.archives {
-            println!("    {} ({} bytes, sha256 {})", a.file, a.size, a.sha256);
-        }
-        if let Some(r) = &m.last_report {
-            println!(
-                "    last report {} (deposit {}): {}: {}",
-                r.time,
-                r.deposit_id,
-                r.verdict,
-                sipil::excerpt(&r.raw)
-            );
-        }
-        if let Some(e) = &m.last_error {
-            println!("    last error: {e}");
-        }
-        if let Ok(month) = Month::parse(&m.month) {
-            let q = crate::quarantine::count(&cfg.export.out_dir, month);
-            if q > 0 {
-                println!(
-                    "    quarantined rows: {q} (see {})",
-                    cfg.export
-                        .out_dir
-                        .join(crate::quarantine::file_name(month))
-                        .display()
-                );
-            }
-        }
-    }
-    Ok(exit::OK)
 }
 
 #[cfg(test)]

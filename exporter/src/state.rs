@@ -237,6 +237,8 @@ pub struct MonthStatus {
     pub last_report: Option<ReportSummary>,
     pub last_error: Option<String>,
     pub updated: String,
+    /// Rows of the month's last build left in `AAAAMM_quarantine.csv`.
+    pub quarantined_rows: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -267,6 +269,7 @@ impl From<&MonthRecord> for MonthStatus {
             }),
             last_error: r.last_error.clone(),
             updated: r.updated.clone(),
+            quarantined_rows: 0,
         }
     }
 }

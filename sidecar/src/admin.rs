@@ -184,6 +184,8 @@ struct Status {
     unregistered_bals: usize,
     registered_bals: usize,
     export_state: Vec<(String, serde_json::Value)>,
+    /// `AAAAMM_quarantine.csv` files in `export.out_dir`: (file, rows).
+    quarantined_rows: Vec<(String, u64)>,
     client_certificate_days_left: Option<i64>,
     problems: Vec<String>,
 }
@@ -278,6 +280,21 @@ pub fn status(config: &Path, json: bool) -> Result<i32, Error> {
         Some(r) => r.all_meta()?,
         None => vec![],
     };
+    let mut quarantined_rows: Vec<(String, u64)> = std::fs::read_dir(&cfg.export.out_dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.ends_with("_quarantine.csv").then(|| {
+                        let rows = std::fs::read_to_string(e.path())
+                            .map_or(0, |t| t.lines().count().saturating_sub(1));
+                        (name, rows as u64)
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    quarantined_rows.sort();
     let days = match cfg.sipil.as_ref().and_then(|s| s.client_cert.as_ref()) {
         Some(p) => match cert_days_left(p) {
             Ok(d) => {
@@ -308,6 +325,7 @@ pub fn status(config: &Path, json: bool) -> Result<i32, Error> {
         unregistered_bals: unregistered,
         registered_bals: registered,
         export_state,
+        quarantined_rows,
         client_certificate_days_left: days,
         problems,
     };
@@ -353,6 +371,9 @@ pub fn status(config: &Path, json: bool) -> Result<i32, Error> {
         );
         for (k, v) in &s.export_state {
             println!("export {k:<11} {v}");
+        }
+        for (f, n) in &s.quarantined_rows {
+            println!("quarantined rows   {n} ({f}: rows the build could not write validly)");
         }
         if let Some(d) = s.client_certificate_days_left {
             println!("client cert        expires in {d} day(s)");
