@@ -31,20 +31,20 @@ fn domains(cfg: &Config, only: Option<&str>) -> Result<Vec<String>, Error> {
     }
 }
 
+/// The capture store (as a secondary) and the month read through it.
+fn open_month(cfg: &Config, month: Month) -> Result<(SecondaryCapture, Context), Error> {
+    let sec = SecondaryCapture::open(cfg)?;
+    let reg = RegistryStore::open_read_only(&cfg.store.registry_path)?;
+    let ctx = Context::load(cfg, &sec.store, reg.as_ref(), month, jiff::Timestamp::now())?;
+    Ok((sec, ctx))
+}
+
 /// `mss-admin counts --month YYYY-MM [--domain D] [--json]`.
 pub fn counts(config: &Path, month: &str, domain: Option<&str>, json: bool) -> Result<i32, Error> {
     let cfg = Config::load(config)?;
     let month = Month::parse(month)?;
     let wanted = domains(&cfg, domain)?;
-    let sec = SecondaryCapture::open(&cfg)?;
-    let reg = RegistryStore::open_read_only(&cfg.store.registry_path)?;
-    let ctx = Context::load(
-        &cfg,
-        &sec.store,
-        reg.as_ref(),
-        month,
-        jiff::Timestamp::now(),
-    )?;
+    let (sec, ctx) = open_month(&cfg, month)?;
     let outside = sec.store.outside(month)?;
     let mut out = vec![];
     for d in &wanted {
@@ -145,15 +145,7 @@ pub fn connexions(
             .and_then(mss_shared::indicators::address::domain)
     });
     let wanted = domains(&cfg, only.as_deref())?;
-    let sec = SecondaryCapture::open(&cfg)?;
-    let reg = RegistryStore::open_read_only(&cfg.store.registry_path)?;
-    let ctx = Context::load(
-        &cfg,
-        &sec.store,
-        reg.as_ref(),
-        month,
-        jiff::Timestamp::now(),
-    )?;
+    let (sec, ctx) = open_month(&cfg, month)?;
     let want_bal = bal.as_deref().map(|b| ctx.canonical(b));
     let mut lines = vec![];
     for d in &wanted {
