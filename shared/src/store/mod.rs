@@ -1,5 +1,7 @@
 //! The two RocksDB stores: [`capture`] (written by mss-sidecar) and
-//! [`registry`] (written by mss-admin and mss-export).
+//! [`registry`] (written by mss-admin and mss-export); [`history`] reads the
+//! capture store beyond one month key (the per-BAL summary that retention
+//! never purges, last dates up to a month's end, a month's rows by UTC time).
 
 pub mod capture;
 pub mod history;
