@@ -98,6 +98,15 @@ pub struct CaptureStore {
     pub(super) path: String,
 }
 
+/// Stop RocksDB's background jobs and wait for them before the database
+/// closes: a job still running when a short-lived tool exits aborts the
+/// process ("pthread lock: Invalid argument", seen in the test binaries).
+impl Drop for CaptureStore {
+    fn drop(&mut self) {
+        self.db.cancel_all_background_work(true);
+    }
+}
+
 fn merge_max(_key: &[u8], existing: Option<&[u8]>, ops: &MergeOperands) -> Option<Vec<u8>> {
     let mut best = existing.map(read_u64).unwrap_or(0);
     for op in ops {

@@ -154,6 +154,13 @@ pub struct RegistryStore {
     path: String,
 }
 
+/// See `CaptureStore`'s `Drop`: background jobs stopped before close.
+impl Drop for RegistryStore {
+    fn drop(&mut self) {
+        self.db.cancel_all_background_work(true);
+    }
+}
+
 fn cfs() -> Vec<ColumnFamilyDescriptor> {
     [CF_MAILBOX, CF_META, CF_LOGIN]
         .iter()
