@@ -12,6 +12,7 @@
 //! - [`indicators`]: the ANS rules (addresses, admission, membership, Connexions), pure.
 //! - [`figures`]: a month read from the stores through [`indicators`]: rows and their
 //!   fate, Connexions lines with their rule (exporter, counts, connexions, show).
+//! - [`report`]: a structure's monthly report (figures from [`figures`]; HTML, JSON, CSV).
 
 pub mod config;
 pub mod coverage;
@@ -23,6 +24,7 @@ pub mod listeblanche;
 pub mod model;
 pub mod month;
 pub mod output;
+pub mod report;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -13,7 +13,8 @@
 //! - [`admin`]: `mss-admin` subcommands; [`mailbox`]: the registry commands
 //!   ([`mailbox_view`]: `list` and `show`); [`month_cmd`]: `counts` and
 //!   `connexions`, through `mss_shared::figures`;
-//!   [`backfill`]: login history imported from Dovecot/Postfix logs.
+//!   [`backfill`]: login history imported from Dovecot/Postfix logs;
+//!   [`report_cmd`]: `report` (a structure's monthly report) and `structure`.
 //! - [`reconcile`]: `mss-admin reconcile`, the month proved against Postfix's logs.
 //! - [`fuzz`]: byte-in entry points of every parser, for `fuzz/` and the smoke test.
 //! - [`cli`]: error printing and exit codes shared by the binaries.
@@ -35,3 +36,4 @@ pub mod policy;
 pub mod privdrop;
 pub mod proxy;
 pub mod reconcile;
+pub mod report_cmd;

@@ -71,6 +71,50 @@ enum Cmd {
     /// The ANS liste blanche copy of [policy].
     #[command(subcommand)]
     Listeblanche(ListeBlancheCmd),
+    /// A structure's monthly report (HTML, JSON, CSV): the figures of the month's ANS files.
+    Report {
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        month: String,
+        /// One structure: its FINESS (EG, or EJ for BALs without an EG).
+        #[arg(long)]
+        structure: Option<String>,
+        /// Every structure with a BAL in this operator domain.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Every structure (and each domain's BALs attached to no FINESS).
+        #[arg(long)]
+        all: bool,
+        /// Directory for AAAAMM_<structure>.{html,json,csv} (created if needed).
+        #[arg(long)]
+        out: PathBuf,
+        /// Comma-separated: html, json, csv.
+        #[arg(long, default_value = "html,json,csv")]
+        format: String,
+        /// fr or en.
+        #[arg(long, default_value = "fr")]
+        lang: String,
+    },
+    /// Structures (FINESS): name and contact address for their reports.
+    #[command(subcommand)]
+    Structure(StructureCmd),
+}
+
+#[derive(Subcommand)]
+enum StructureCmd {
+    /// Record a structure's name and the address its monthly report is mailed to.
+    Set {
+        finess: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        contact: Option<String>,
+    },
+    /// Structures recorded.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -259,6 +303,36 @@ fn main() {
             node,
             json,
         } => mss_sidecar::reconcile::run(&args.config, month, logs, node.as_deref(), *json),
+        Cmd::Report {
+            month,
+            structure,
+            domain,
+            all,
+            out,
+            format,
+            lang,
+        } => mss_sidecar::report_cmd::report(
+            &args.config,
+            &mss_sidecar::report_cmd::ReportArgs {
+                month: month.clone(),
+                structure: structure.clone(),
+                domain: domain.clone(),
+                all: *all,
+                out: out.clone(),
+                format: format.clone(),
+                lang: lang.clone(),
+            },
+        ),
+        Cmd::Structure(StructureCmd::Set {
+            finess,
+            name,
+            contact,
+        }) => {
+            mss_sidecar::report_cmd::set(&args.config, finess, name.as_deref(), contact.as_deref())
+        }
+        Cmd::Structure(StructureCmd::List { json }) => {
+            mss_sidecar::report_cmd::list(&args.config, *json)
+        }
         Cmd::Logins(LoginsCmd::Import { format, files }) => {
             mss_sidecar::backfill::import(&args.config, format, files)
         }

@@ -1,0 +1,585 @@
+//! The monthly report of a structure (`mss-admin report`, and the mail
+//! `mss-export run` sends each structure once its month is accepted).
+//!
+//! A *structure* is a FINESS: the BAL's geographic one (EG) when it has one,
+//! else its legal entity's (EJ), as the ANS attaches them (SPEC.md
+//! "Structuring rules"); BALs with neither are grouped by domain, "not
+//! attached" ("de ville"). Every figure comes from [`crate::figures`]: the
+//! rows written in the month's Echanges files and the lines of its
+//! Connexions files, so a report's figures are the files' by construction.
+//!
+//! # Layout
+//! - this file: the figures ([`Report`]) and how they are gathered ([`build`]).
+//! - [`structure`]: structure keys and the registry's per-structure contact.
+//! - [`html`]: one self-contained HTML page (inline CSS and SVG, no script).
+//! - [`text`]: labels in French and English; the CSV rendering.
+//! - [`write`]: the formats and the files `AAAAMM_<structure>.{html,json,csv}`.
+
+pub mod html;
+pub mod structure;
+pub mod text;
+pub mod write;
+
+use std::collections::{BTreeMap, HashMap};
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::figures::{oldest_kept, BalLine, Context, Fate};
+use crate::indicators::connexions::Rule;
+use crate::indicators::membership::Excluded;
+use crate::listeblanche::ListeBlanche;
+use crate::month::{format_csv_date, from_micros, Month};
+use crate::store::capture::CaptureStore;
+use crate::store::registry::{BalType, Mailbox, RegistryStore};
+
+pub use structure::{Contact, StructureKey};
+
+/// A BAL's type as the report shows it (`undeclared`: not in the registry).
+pub fn kind_name(m: Option<&Mailbox>) -> &'static str {
+    match m.map(|m| m.kind) {
+        Some(BalType::Personnelle) => "personnelle",
+        Some(BalType::Organisationnelle) => "organisationnelle",
+        Some(BalType::Applicative) => "applicative",
+        None => "undeclared",
+    }
+}
+
+/// The BAL types, in report order.
+pub const KINDS: [&str; 4] = [
+    "personnelle",
+    "organisationnelle",
+    "applicative",
+    "undeclared",
+];
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Report {
+    /// `YYYY-MM`.
+    pub month: String,
+    pub structure: StructureKey,
+    /// From `mss-admin structure set`, when recorded.
+    pub name: Option<String>,
+    pub contact: Option<String>,
+    /// Operator domains of the structure's BALs.
+    pub domains: Vec<String>,
+    pub mailboxes: Mailboxes,
+    pub sent: Sent,
+    pub connexions: Connexions,
+    /// The same figures for the month before and the same month a year
+    /// earlier; `null` when that month is not captured (older than the
+    /// capture store's retention, or before the capture began).
+    pub previous_month: Option<Summary>,
+    pub year_before: Option<Summary>,
+    pub files: Files,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Mailboxes {
+    /// One line per type in [`KINDS`] order (all four, zeros included).
+    pub by_type: Vec<TypeLine>,
+    /// BALs of the registry left out of the month's files, and why.
+    pub excluded: Vec<ExcludedBal>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TypeLine {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// In the month's Connexions files.
+    pub included: u64,
+    pub excluded: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ExcludedBal {
+    pub bal: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub because: Excluded,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Sent {
+    /// Distinct MAIL_IDs of the rows written.
+    pub messages: u64,
+    /// Echanges rows written (one per accepted recipient).
+    pub rows: u64,
+    /// TAILLE summed over messages (each message once).
+    pub bytes: u64,
+    pub by_type: Vec<SentLine>,
+    /// Every day of the month (local, `operator.timezone`), zeros included.
+    pub days: Vec<Day>,
+    /// The ten BALs with the most rows (then messages, then address).
+    pub top: Vec<TopBal>,
+    /// Rows whose recipient is inside / outside the Espace de Confiance
+    /// (operator domains, the liste blanche, `policy.allow`); `null` without
+    /// a liste blanche.
+    pub trust_space: Option<TrustSpace>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SentLine {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub messages: u64,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Day {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    pub messages: u64,
+    pub rows: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TopBal {
+    pub bal: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub messages: u64,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct TrustSpace {
+    pub inside: u64,
+    pub outside: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Connexions {
+    /// BALs of the Connexions files whose date falls in the month.
+    pub connected_in_month: u64,
+    /// Whose date is before the month.
+    pub connected_earlier: u64,
+    /// Empty date: never connected, proven (logins covered for its whole life).
+    pub never: u64,
+    /// `1900-01-01 00:00:00`: no information.
+    pub unknown: u64,
+    /// Personal BALs never connected, or whose last connexion is before the
+    /// first day of the month two months earlier (none in the three months
+    /// ending with this one): delete them or put them on the red list.
+    pub to_act: Vec<ToAct>,
+    /// Personal BALs attached to no FINESS ("de ville").
+    pub personal_without_finess: Vec<String>,
+    /// Every BAL of the structure in the Connexions files, with the exact
+    /// date written and the rule that gave it.
+    pub lines: Vec<ConnexionLine>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ToAct {
+    pub bal: String,
+    /// The date written in the Connexions file (empty: never).
+    pub date: String,
+    /// `never` or `over_3_months`.
+    pub why: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ConnexionLine {
+    pub bal: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub date: String,
+    pub rule: Rule,
+}
+
+/// The headline figures, for the comparison columns.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    pub messages: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    /// BALs in the Connexions files.
+    pub mailboxes: u64,
+    pub connected_in_month: u64,
+    pub never: u64,
+}
+
+/// What was sent to the ANS for the month (`mss-export` state).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Files {
+    /// The archive(s) built for the month.
+    pub archives: Vec<String>,
+    /// `built`, `validated`, `submitted`, `report_pending`, `accepted`,
+    /// `rejected`; `null`: not built yet.
+    pub state: Option<String>,
+}
+
+/// Which structures to report on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Select {
+    All,
+    /// A FINESS (EG or EJ).
+    Structure(String),
+    /// Every structure with a BAL in this operator domain.
+    Domain(String),
+}
+
+impl Report {
+    pub fn summary(&self) -> Summary {
+        Summary {
+            messages: self.sent.messages,
+            rows: self.sent.rows,
+            bytes: self.sent.bytes,
+            mailboxes: self.mailboxes.by_type.iter().map(|t| t.included).sum(),
+            connected_in_month: self.connexions.connected_in_month,
+            never: self.connexions.never,
+        }
+    }
+
+    /// `AAAAMM_<structure>`: the file name stem of the report.
+    pub fn stem(&self) -> String {
+        let m = self.month.replace('-', "");
+        format!("{m}_{}", self.structure.file_id())
+    }
+}
+
+/// Every structure's report for `month` (sorted by structure), figures
+/// compared with the month before and a year earlier when captured.
+///
+/// # Errors
+/// Store errors; [`crate::Error::TooOld`] when `month` is purged.
+pub fn build(
+    cfg: &Config,
+    cap: &CaptureStore,
+    reg: Option<&RegistryStore>,
+    month: Month,
+    now: Timestamp,
+    select: &Select,
+) -> Result<Vec<Report>> {
+    let liste = cfg
+        .policy
+        .as_ref()
+        .and_then(|p| ListeBlanche::load(&p.liste_blanche).ok());
+    let mut reports = gather(cfg, cap, reg, month, now, liste.as_ref())?;
+    let before = |m: Month| -> Result<Option<BTreeMap<StructureKey, Summary>>> {
+        if m < oldest_kept(cfg, now) || !captured(cap, m)? {
+            return Ok(None);
+        }
+        let r = gather(cfg, cap, reg, m, now, None)?;
+        Ok(Some(
+            r.values()
+                .map(|r| (r.structure.clone(), r.summary()))
+                .collect(),
+        ))
+    };
+    let prev = before(month.prev())?;
+    let year = before((0..12).fold(month, |m, _| m.prev()))?;
+    let files = files(reg, month)?;
+    let contacts = structure::contacts(reg)?;
+    let mut out = vec![];
+    for (key, mut r) in std::mem::take(&mut reports) {
+        let keep = match select {
+            Select::All => true,
+            Select::Structure(f) => key.finess() == Some(f.as_str()),
+            Select::Domain(d) => r.domains.iter().any(|x| x == d),
+        };
+        if !keep {
+            continue;
+        }
+        let get = |s: &Option<BTreeMap<StructureKey, Summary>>| {
+            s.as_ref().map(|s| s.get(&key).copied().unwrap_or_default())
+        };
+        r.previous_month = get(&prev);
+        r.year_before = get(&year);
+        r.files = files.clone();
+        if let Some(c) = key.finess().and_then(|f| contacts.get(f)) {
+            r.name.clone_from(&c.name);
+            r.contact.clone_from(&c.contact);
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// Whether the capture store holds anything of month `m`.
+fn captured(cap: &CaptureStore, m: Month) -> Result<bool> {
+    Ok(!cap.sent(m)?.is_empty() || !cap.logins(m)?.is_empty() || !cap.received(m)?.is_empty())
+}
+
+fn files(reg: Option<&RegistryStore>, month: Month) -> Result<Files> {
+    let Some(rec) = reg
+        .map(|r| r.get_meta(&format!("sipil/month/{month}")))
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(Files::default());
+    };
+    Ok(Files {
+        archives: rec["archives"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x["file"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        state: rec["state"].as_str().map(str::to_string),
+    })
+}
+
+fn empty(month: Month, key: StructureKey) -> Report {
+    Report {
+        month: month.to_string(),
+        structure: key,
+        name: None,
+        contact: None,
+        domains: vec![],
+        mailboxes: Mailboxes::default(),
+        sent: Sent::default(),
+        connexions: Connexions::default(),
+        previous_month: None,
+        year_before: None,
+        files: Files::default(),
+    }
+}
+
+#[derive(Default)]
+struct Acc {
+    types: HashMap<&'static str, (u64, u64)>,
+    sent_types: HashMap<&'static str, [u64; 3]>,
+    days: BTreeMap<String, [u64; 2]>,
+    bals: HashMap<String, (&'static str, [u64; 3])>,
+}
+
+/// Every structure's figures for one month (no comparisons).
+fn gather(
+    cfg: &Config,
+    cap: &CaptureStore,
+    reg: Option<&RegistryStore>,
+    month: Month,
+    now: Timestamp,
+    liste: Option<&ListeBlanche>,
+) -> Result<BTreeMap<StructureKey, Report>> {
+    let ctx = Context::load(cfg, cap, reg, month, now)?;
+    let inside = |rcpt: &str| -> bool {
+        let d = crate::config::domain_of(rcpt).unwrap_or_default();
+        cfg.operator.domains.contains(&d)
+            || cfg.policy.as_ref().is_some_and(|p| p.allow.contains(&d))
+            || liste.is_some_and(|l| l.contains(&d))
+    };
+    let mut reports: BTreeMap<StructureKey, Report> = BTreeMap::new();
+    let mut accs: BTreeMap<StructureKey, Acc> = BTreeMap::new();
+    let mut domains = cfg.operator.domains.clone();
+    domains.sort();
+    let month_days = days_of(month);
+    let three_back = month.prev().prev().to_string();
+    for d in &domains {
+        let boxes: HashMap<&str, &Mailbox> = ctx
+            .mailboxes(d)
+            .iter()
+            .map(|m| (m.bal.as_str(), m))
+            .collect();
+        let key_of = |bal: &str| StructureKey::of(boxes.get(bal).copied(), d);
+        let mut last_id = String::new();
+        let tally = ctx.rows(cap, d, |r| {
+            if r.fate != Fate::Written {
+                return;
+            }
+            let m = boxes.get(r.sender.as_str()).copied();
+            let key = StructureKey::of(m, d);
+            let kind = kind_name(m);
+            let rep = reports
+                .entry(key.clone())
+                .or_insert_with(|| empty(month, key.clone()));
+            let acc = accs.entry(key).or_default();
+            let new_msg = r.mail_id != last_id;
+            if new_msg {
+                last_id.clone_from(&r.mail_id);
+            }
+            let (m1, b1) = (u64::from(new_msg), if new_msg { r.size } else { 0 });
+            rep.sent.messages += m1;
+            rep.sent.rows += 1;
+            rep.sent.bytes += b1;
+            if liste.is_some() {
+                let t = rep.sent.trust_space.get_or_insert_with(TrustSpace::default);
+                if inside(&r.recipient) {
+                    t.inside += 1;
+                } else {
+                    t.outside += 1;
+                }
+            }
+            for (slot, add) in acc
+                .sent_types
+                .entry(kind)
+                .or_default()
+                .iter_mut()
+                .zip([m1, 1, b1])
+            {
+                *slot += add;
+            }
+            let day = format_csv_date(from_micros(r.time_us), &ctx.tz)[..10].to_string();
+            let dc = acc.days.entry(day).or_default();
+            dc[0] += m1;
+            dc[1] += 1;
+            let b = acc.bals.entry(r.sender.clone()).or_insert((kind, [0; 3]));
+            for (slot, add) in b.1.iter_mut().zip([m1, 1, b1]) {
+                *slot += add;
+            }
+        })?;
+        for l in ctx.connexions(d, &tally.senders) {
+            let m = boxes.get(l.bal.as_str()).copied();
+            let key = key_of(&l.bal);
+            let rep = reports
+                .entry(key.clone())
+                .or_insert_with(|| empty(month, key.clone()));
+            if !rep.domains.contains(d) {
+                rep.domains.push(d.clone());
+            }
+            let acc = accs.entry(key).or_default();
+            let kind = kind_name(m);
+            let t = acc.types.entry(kind).or_default();
+            if l.included {
+                t.0 += 1;
+            } else {
+                t.1 += 1;
+            }
+            connexion(rep, &l, kind, m, &month.to_string(), &three_back);
+        }
+    }
+    for (key, acc) in accs {
+        let Some(rep) = reports.get_mut(&key) else {
+            continue;
+        };
+        finish(rep, acc, &month_days);
+    }
+    Ok(reports)
+}
+
+/// Count one line of the Connexions files in its structure's report.
+fn connexion(
+    rep: &mut Report,
+    l: &BalLine,
+    kind: &'static str,
+    m: Option<&Mailbox>,
+    month: &str,
+    three_back: &str,
+) {
+    if !l.included {
+        if let Some(because) = l.excluded_because {
+            rep.mailboxes.excluded.push(ExcludedBal {
+                bal: l.bal.clone(),
+                kind,
+                because,
+                detail: l.detail.clone(),
+            });
+        }
+        return;
+    }
+    let (Some(date), Some(rule)) = (l.date.clone(), l.rule) else {
+        return;
+    };
+    let c = &mut rep.connexions;
+    match rule {
+        Rule::Never => c.never += 1,
+        Rule::Unknown => c.unknown += 1,
+        _ if date.starts_with(month) => c.connected_in_month += 1,
+        _ => c.connected_earlier += 1,
+    }
+    if kind == "personnelle" {
+        let why = match rule {
+            Rule::Never => Some("never"),
+            Rule::Unknown => None,
+            _ => (date.as_str() < three_back).then_some("over_3_months"),
+        };
+        if let Some(why) = why {
+            c.to_act.push(ToAct {
+                bal: l.bal.clone(),
+                date: date.clone(),
+                why,
+            });
+        }
+        if m.is_some_and(|m| m.finess_eg.is_none() && m.finess_ej.is_none()) {
+            c.personal_without_finess.push(l.bal.clone());
+        }
+    }
+    c.lines.push(ConnexionLine {
+        bal: l.bal.clone(),
+        kind,
+        date,
+        rule,
+    });
+}
+
+fn finish(rep: &mut Report, acc: Acc, month_days: &[String]) {
+    rep.mailboxes.by_type = KINDS
+        .iter()
+        .map(|k| {
+            let (i, e) = acc.types.get(k).copied().unwrap_or_default();
+            TypeLine {
+                kind: k,
+                included: i,
+                excluded: e,
+            }
+        })
+        .collect();
+    rep.sent.by_type = KINDS
+        .iter()
+        .map(|k| {
+            let [messages, rows, bytes] = acc.sent_types.get(k).copied().unwrap_or_default();
+            SentLine {
+                kind: k,
+                messages,
+                rows,
+                bytes,
+            }
+        })
+        .collect();
+    rep.sent.days = month_days
+        .iter()
+        .map(|d| {
+            let [messages, rows] = acc.days.get(d).copied().unwrap_or_default();
+            Day {
+                day: d.clone(),
+                messages,
+                rows,
+            }
+        })
+        .collect();
+    let mut top: Vec<TopBal> = acc
+        .bals
+        .into_iter()
+        .map(|(bal, (kind, [messages, rows, bytes]))| TopBal {
+            bal,
+            kind,
+            messages,
+            rows,
+            bytes,
+        })
+        .collect();
+    top.sort_by(|a, b| {
+        (b.rows, b.messages)
+            .cmp(&(a.rows, a.messages))
+            .then_with(|| a.bal.cmp(&b.bal))
+    });
+    top.truncate(10);
+    rep.sent.top = top;
+    rep.domains.sort();
+    let c = &mut rep.connexions;
+    c.lines.sort_by(|a, b| a.bal.cmp(&b.bal));
+    c.to_act.sort_by(|a, b| a.bal.cmp(&b.bal));
+    c.personal_without_finess.sort();
+    rep.mailboxes.excluded.sort_by(|a, b| a.bal.cmp(&b.bal));
+}
+
+/// `YYYY-MM-DD` of every day of `m`.
+fn days_of(m: Month) -> Vec<String> {
+    let (first, next) = (m.first_day(), m.next().first_day());
+    let mut out = vec![];
+    let mut d = first;
+    while d < next {
+        out.push(d.to_string());
+        d = d.tomorrow().unwrap_or(next);
+    }
+    out
+}
