@@ -6,9 +6,11 @@
 //! - [`validate`]: SPEC.md checks on a ZIP or CSV, every problem listed.
 //! - [`sipil`]: the SIPIL client (deposit, report) over mutual TLS.
 //! - [`state`]: the per-month delivery record in the registry DB.
+//! - [`mail_reports`]: each structure's report mailed once the month is accepted.
 //! - [`run`]: `submit`, `report`, `run` (the timer's state machine); [`status`]: `status`.
 
 pub mod build;
+pub mod mail_reports;
 pub mod quarantine;
 pub mod run;
 pub mod sipil;

@@ -408,6 +408,7 @@ pub fn run(cfg: &Config, month: Option<Month>, now: Option<Timestamp>) -> Result
     if let Some(r) = &rec {
         if r.state == State::Accepted {
             println!("{target}: accepted, nothing to do");
+            mail_reports(cfg, target)?;
             return Ok(exit::OK);
         }
     }
@@ -424,6 +425,7 @@ pub fn run(cfg: &Config, month: Option<Month>, now: Option<Timestamp>) -> Result
     };
     if state == State::Accepted {
         println!("{target}: accepted");
+        mail_reports(cfg, target)?;
         return Ok(exit::OK);
     }
     if deadline.passed() {
@@ -441,6 +443,14 @@ pub fn run(cfg: &Config, month: Option<Month>, now: Option<Timestamp>) -> Result
     }
     println!("{target}: {state}");
     Ok(code_of(state))
+}
+
+/// `[report] mail_to_structures`: the structures' reports of an accepted month.
+fn mail_reports(cfg: &Config, month: Month) -> Result<(), Error> {
+    for l in crate::mail_reports::mail_pending(cfg, month)? {
+        println!("{l}");
+    }
+    Ok(())
 }
 
 /// One run of the state machine for `month`; returns the state reached.

@@ -34,6 +34,9 @@ pub struct Config {
     /// `[coverage]`: from which day logins are all captured (see [`crate::coverage`]).
     #[serde(default)]
     pub coverage: crate::coverage::Coverage,
+    /// `[report]`: structures' reports mailed after acceptance (see [`crate::report::settings`]).
+    #[serde(default)]
+    pub report: crate::report::settings::ReportSettings,
 }
 
 /// `[service]`: how the daemon runs.
@@ -705,6 +708,7 @@ impl Config {
 
     fn validate(&mut self) -> Result<()> {
         let bad = |key: &str, why: String| Err(Error::Config(format!("key `{key}`: {why}")));
+        self.report.validate()?;
         if self.operator.domains.is_empty() {
             return bad(
                 "operator.domains",

@@ -13,9 +13,11 @@
 //! - [`structure`]: structure keys and the registry's per-structure contact.
 //! - [`html`]: one self-contained HTML page (inline CSS and SVG, no script).
 //! - [`text`]: labels in French and English; the CSV rendering.
+//! - [`settings`]: `[report]` (mailing reports to structures).
 //! - [`write`]: the formats and the files `AAAAMM_<structure>.{html,json,csv}`.
 
 pub mod html;
+pub mod settings;
 pub mod structure;
 pub mod text;
 pub mod write;
