@@ -155,17 +155,7 @@ fn dir_size(p: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Days until the first certificate of a PEM file expires (negative: expired).
-pub fn cert_days_left(pem_path: &Path) -> Result<i64, String> {
-    let data = std::fs::read(pem_path).map_err(|e| format!("{}: {e}", pem_path.display()))?;
-    let (_, pem) = x509_parser::pem::parse_x509_pem(&data)
-        .map_err(|e| format!("{}: not a PEM certificate: {e}", pem_path.display()))?;
-    let cert = pem
-        .parse_x509()
-        .map_err(|e| format!("{}: unreadable certificate: {e}", pem_path.display()))?;
-    let not_after = cert.validity().not_after.timestamp();
-    Ok((not_after - jiff::Timestamp::now().as_second()).div_euclid(86_400))
-}
+pub use crate::export_watch::cert_days_left;
 
 #[derive(serde::Serialize)]
 struct Listener {

@@ -141,7 +141,7 @@ async fn serve(
     } = listeners;
     let policy = crate::policy::Policy::load(&cfg)?;
     // Only now start the writer: an early error drops the store cleanly.
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::for_domains(&cfg.operator.domains));
     let journal = Arc::new(Journal::new(cfg.store.journal_path()));
     let sink = Arc::new(StoreSink::new(store, classifier.clone()));
     let retention_sink = sink.clone();
@@ -213,6 +213,11 @@ async fn serve(
         tasks.spawn(p.clone().watch(stop_rx.clone()));
     }
     if let Some(l) = metrics_listener {
+        tasks.spawn(crate::export_watch::watch(
+            cfg.clone(),
+            metrics.clone(),
+            stop_rx.clone(),
+        ));
         let token = cfg.metrics.as_ref().and_then(|m| m.token.clone());
         tasks.spawn(serve_metrics_auth(
             l,

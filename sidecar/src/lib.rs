@@ -9,7 +9,8 @@
 //! - [`events`]: login events: HTTP endpoint (Dovecot 2.3/2.4 `event_exporter`, generic JSON) and Dovecot's `last_login` dict socket (`events/dict.rs`, protocol 3 and 4; `events/generations.rs`: tests of both Dovecot generations).
 //! - [`privdrop`]: becoming `[service] user` when started as root.
 //! - [`policy`]: the liste blanche policy (refuse or report recipients outside the Espace de Confiance).
-//! - [`metrics`]: counters and the `/metrics` endpoint.
+//! - [`metrics`]: counters and the `/metrics` endpoint; [`export_watch`]: the
+//!   export state and certificate expiry read for `/metrics` every minute.
 //! - [`admin`]: `mss-admin` subcommands; [`mailbox`]: the registry commands
 //!   ([`mailbox_view`]: `list` and `show`); [`month_cmd`]: `counts` and
 //!   `connexions`, through `mss_shared::figures`;
@@ -25,6 +26,7 @@ pub mod capture;
 pub mod cli;
 pub mod daemon;
 pub mod events;
+pub mod export_watch;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod mailbox;

@@ -115,8 +115,17 @@ pub struct Metrics {
     /// Rows captured by front end and operator domain (label value
     /// `<frontend>",domain="<domain>`: operator domains only, a bounded set).
     pub rows_by_domain: LabelCounters,
+    /// Messages and bytes (TAILLE, once per message) captured, same labels.
+    pub messages_by_domain: LabelCounters,
+    pub bytes_by_domain: LabelCounters,
+    /// Login events stored, by operator domain (`other` for any other).
+    pub logins_by_domain: LabelCounters,
     /// Capture store size on disk (SST files), refreshed by the writer.
     pub store_bytes: Counter,
+    /// Export state and certificate expiry ([`crate::export_watch`]).
+    pub export: std::sync::Mutex<crate::export_watch::ExportGauges>,
+    /// The operator domains: the only `domain` label values besides `other`.
+    pub domains: Vec<String>,
 }
 
 /// Counters keyed by a label value (a handful of distinct values).
@@ -153,6 +162,36 @@ impl LabelCounters {
 }
 
 impl Metrics {
+    /// Metrics whose `domain` labels are `domains` (and `other`).
+    pub fn for_domains(domains: &[String]) -> Metrics {
+        Metrics {
+            domains: domains.to_vec(),
+            ..Metrics::default()
+        }
+    }
+
+    fn domain_label<'a>(&'a self, domain: &'a str) -> &'a str {
+        if self.domains.iter().any(|d| d == domain) {
+            domain
+        } else {
+            "other"
+        }
+    }
+
+    /// One message captured by `frontend` from a BAL of operator domain
+    /// `domain` (`None`: not an operator's mail), with `rows` Echanges rows.
+    pub fn count_message(&self, frontend: &str, domain: Option<&str>, rows: u64, bytes: u64) {
+        let fe = self.frontend(frontend);
+        fe.transactions.inc();
+        fe.rows.add(rows);
+        if let Some(d) = domain {
+            let label = format!("{frontend}\",domain=\"{}", self.domain_label(d));
+            self.rows_by_domain.add(&label, rows);
+            self.messages_by_domain.inc(&label);
+            self.bytes_by_domain.add(&label, bytes);
+        }
+    }
+
     pub fn frontend(&self, name: &str) -> &Frontend {
         match name {
             "milter" => &self.milter,
@@ -163,7 +202,11 @@ impl Metrics {
     pub(crate) fn count_stored(&self, r: &Record) {
         match r {
             Record::Message(_) => self.stored_messages.inc(),
-            Record::Login(_) => self.logins.inc(),
+            Record::Login(l) => {
+                self.logins.inc();
+                let d = mss_shared::config::domain_of(&l.bal).unwrap_or_default();
+                self.logins_by_domain.inc(self.domain_label(&d));
+            }
             Record::Outside(_) => {}
         }
     }
@@ -259,6 +302,48 @@ impl Metrics {
             "frontend",
             &mut o,
         );
+        self.messages_by_domain.render(
+            "mss_domain_messages_total",
+            "messages captured, by front end and operator domain",
+            "frontend",
+            &mut o,
+        );
+        self.bytes_by_domain.render(
+            "mss_domain_bytes_total",
+            "bytes (TAILLE, once per message) captured, by front end and operator domain",
+            "frontend",
+            &mut o,
+        );
+        self.logins_by_domain.render(
+            "mss_domain_logins_total",
+            "login events stored, by operator domain (other: any other domain)",
+            "domain",
+            &mut o,
+        );
+        let g = self
+            .export
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let _ = writeln!(
+            o,
+            "# HELP mss_export_state delivery state of a month at the ANS (1 for the current state), from mss-export\n# TYPE mss_export_state gauge"
+        );
+        for (month, state) in &g.months {
+            for s in crate::export_watch::STATES {
+                let _ = writeln!(
+                    o,
+                    "mss_export_state{{month=\"{month}\",state=\"{s}\"}} {}",
+                    u8::from(s == state)
+                );
+            }
+        }
+        if let Some(d) = g.cert_days_left {
+            let _ = writeln!(
+                o,
+                "# HELP mss_client_certificate_expiry_days days until sipil.client_cert expires (negative: expired)\n# TYPE mss_client_certificate_expiry_days gauge\nmss_client_certificate_expiry_days {d}"
+            );
+        }
         let _ = writeln!(
             o,
             "# HELP mss_store_bytes capture store size on disk (SST files)\n# TYPE mss_store_bytes gauge\nmss_store_bytes {}",

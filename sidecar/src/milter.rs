@@ -199,7 +199,6 @@ async fn on_eom(ctx: &MilterContext, cx: &mut EomContext<Conn>) -> Status {
     if qid.is_some() {
         m.queue_id = qid;
     }
-    let metrics = &ctx.capture.metrics().milter;
     let sender_domain = ctx.classifier.operator_domain(&m.sender);
     let outbound = sender_domain.is_some();
     let inbound = m
@@ -226,15 +225,11 @@ async fn on_eom(ctx: &MilterContext, cx: &mut EomContext<Conn>) -> Status {
         frontend: "milter".into(),
     };
     tracing::debug!(mail_id = %rec.mail_id, rows, size = rec.size, "milter: end of message");
+    let size = rec.size;
     ctx.capture.commit(Record::Message(rec)).await;
-    metrics.transactions.inc();
-    metrics.rows.add(rows);
-    if let Some(d) = sender_domain {
-        ctx.capture
-            .metrics()
-            .rows_by_domain
-            .add(&format!("milter\",domain=\"{d}"), rows);
-    }
+    ctx.capture
+        .metrics()
+        .count_message("milter", sender_domain.as_deref(), rows, size);
     Status::Continue
 }
 

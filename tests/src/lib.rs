@@ -1,5 +1,6 @@
 //! # mss-tests: end-to-end test support
 //!
+//! - [`chromium`]: headless Chromium (PDF, PNG), bounded, its process group killed.
 //! - [`daemon`]: the real `mss-sidecar` as a child, with its `/proc` figures.
 //! - [`fake_upstream`]: a misbehaving (or accepting) SMTP next hop.
 //! - [`guard`]: bounded waits on child processes; a guard that stops a child on drop.
@@ -11,6 +12,7 @@
 //! - [`sidecar`]: the proxy in-process, the binaries, reading captured rows.
 //! - [`sipil`]: a local mTLS SIPIL server and its test PKI (rcgen).
 
+pub mod chromium;
 pub mod daemon;
 pub mod debian13;
 pub mod dovecot;

@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use super::text::{t, Lang};
-use super::{Report, StructureKey, Summary};
+use super::{Report, StructureKey, Summary, HEADLINES};
 
 const CSS: &str = "
 body{font-family:'DejaVu Sans',Arial,Helvetica,sans-serif;color:#1b1b1b;max-width:60rem;margin:1.5rem auto;padding:0 1rem;line-height:1.4;font-size:15px}
@@ -16,7 +16,7 @@ table{border-collapse:collapse;margin:.3rem 0 .8rem;min-width:50%}caption{text-a
 th,td{border:1px solid #bbb;padding:.25rem .5rem;text-align:left;vertical-align:top}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 thead th{background:#e3e3fd}.muted{color:#555}.tiles{display:flex;flex-wrap:wrap;gap:.6rem;margin:.5rem 0}
 .tile{border:1px solid #bbb;border-left:6px solid #000091;padding:.4rem .7rem;min-width:9rem}.tile b{display:block;font-size:1.4rem}
-.alert{border-left-color:#ce0500}figure{margin:.5rem 0}svg text{font-size:11px;fill:#333}footer{margin-top:2rem;border-top:1px solid #bbb;padding-top:.5rem;font-size:.9rem}
+.alert{border-left-color:#ce0500}.addr{white-space:nowrap}.lead{max-width:45rem}figure{margin:.5rem 0}svg text{font-size:11px;fill:#333}footer{margin-top:2rem;border-top:1px solid #bbb;padding-top:.5rem;font-size:.9rem}
 @media print{@page{size:A4;margin:14mm}body{max-width:none;margin:0;font-size:11pt}section{break-inside:avoid-page}h2{break-after:avoid}thead{display:table-header-group}}
 ";
 
@@ -130,7 +130,12 @@ fn table(caption: &str, heads: &[String], rows: &[Vec<String>], numeric_from: us
         o.push_str("<tr>");
         for (i, c) in r.iter().enumerate() {
             if i == 0 {
-                let _ = write!(o, "<th scope=\"row\">{}</th>", esc(c));
+                let cls = if c.contains('@') {
+                    " class=\"addr\""
+                } else {
+                    ""
+                };
+                let _ = write!(o, "<th scope=\"row\"{cls}>{}</th>", esc(c));
             } else if i >= numeric_from {
                 let _ = write!(o, "<td class=\"n\">{}</td>", esc(c));
             } else {
@@ -169,12 +174,13 @@ pub fn render(r: &Report, lang: Lang) -> String {
     );
     let _ = write!(
         o,
-        "<header><h1>{} — {}</h1><p>{}</p><p class=\"muted\">{}&nbsp;: {}</p></header>",
+        "<header><h1>{} — {}</h1><p>{}</p><p class=\"muted\">{}&nbsp;: {}</p><p class=\"lead\">{}</p></header>",
         esc(&l("title")),
         esc(&r.month),
         structure_line(r, lang),
         esc(&l("domains")),
-        esc(&r.domains.join(", "))
+        esc(&r.domains.join(", ")),
+        esc(&l("lead"))
     );
     // At a glance.
     let s = r.summary();
@@ -199,15 +205,7 @@ pub fn render(r: &Report, lang: Lang) -> String {
     let cmp = |v: &Option<Summary>, f: fn(&Summary) -> u64| {
         v.as_ref().map_or(l("not_captured"), |s| n(f(s)))
     };
-    let lines: [(&str, fn(&Summary) -> u64); 6] = [
-        ("messages", |s| s.messages),
-        ("rows", |s| s.rows),
-        ("bytes", |s| s.bytes),
-        ("mailboxes", |s| s.mailboxes),
-        ("connected_in_month", |s| s.connected_in_month),
-        ("never", |s| s.never),
-    ];
-    let rows: Vec<Vec<String>> = lines
+    let rows: Vec<Vec<String>> = HEADLINES
         .iter()
         .map(|(k, f)| {
             vec![
@@ -219,7 +217,7 @@ pub fn render(r: &Report, lang: Lang) -> String {
         })
         .collect();
     o.push_str(&table(
-        &l("glance"),
+        &l("glance_caption"),
         &[
             String::new(),
             l("this_month"),
@@ -239,7 +237,7 @@ pub fn render(r: &Report, lang: Lang) -> String {
         .map(|x| vec![l(x.kind), n(x.included), n(x.excluded)])
         .collect();
     o.push_str(&table(
-        &l("bal_types"),
+        &l("types_caption"),
         &[l("type"), l("included"), l("excluded")],
         &rows,
         1,
@@ -251,11 +249,11 @@ pub fn render(r: &Report, lang: Lang) -> String {
             .iter()
             .map(|e| {
                 let why = l(e.because.as_str());
-                let detail = e
-                    .detail
-                    .as_deref()
-                    .map(|d| format!(" ({d})"))
-                    .unwrap_or_default();
+                // The detail is English (dates and statuses): shown in English only.
+                let detail = match (lang, e.detail.as_deref()) {
+                    (Lang::En, Some(d)) => format!(" ({d})"),
+                    _ => String::new(),
+                };
                 vec![e.bal.clone(), l(e.kind), format!("{why}{detail}")]
             })
             .collect();
@@ -330,7 +328,7 @@ pub fn render(r: &Report, lang: Lang) -> String {
     // Connexions.
     let _ = write!(o, "<section><h2>{}</h2>", esc(&l("connexions")));
     o.push_str(&table(
-        &l("connexions"),
+        &l("connexions_caption"),
         &[String::new(), l("mailboxes")],
         &[
             vec![l("connected_in_month"), n(c.connected_in_month)],
@@ -381,7 +379,7 @@ pub fn render(r: &Report, lang: Lang) -> String {
     let state = r.files.state.as_deref().map_or(l("not_built"), l);
     let _ = write!(
         o,
-        "<footer><p>{}</p><p>{}&nbsp;: {}<br>{}&nbsp;: {}</p><p>{}</p></footer></body></html>\n",
+        "<footer><p>{}</p><p>{}&nbsp;: {}<br>{}&nbsp;: {}</p><p>{}</p></footer></body></html>",
         esc(&l("footer")),
         esc(&l("archive")),
         esc(&archive),
@@ -389,6 +387,7 @@ pub fn render(r: &Report, lang: Lang) -> String {
         esc(&state),
         esc(&l("check"))
     );
+    o.push('\n');
     o
 }
 

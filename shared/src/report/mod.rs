@@ -207,6 +207,19 @@ pub struct Summary {
     pub never: u64,
 }
 
+/// Reads one headline figure of a [`Summary`].
+pub type Pick = fn(&Summary) -> u64;
+
+/// The headline figures, in report order (label key, figure).
+pub const HEADLINES: [(&str, Pick); 6] = [
+    ("messages", |s| s.messages),
+    ("rows", |s| s.rows),
+    ("bytes", |s| s.bytes),
+    ("mailboxes", |s| s.mailboxes),
+    ("connected_in_month", |s| s.connected_in_month),
+    ("never", |s| s.never),
+];
+
 /// What was sent to the ANS for the month (`mss-export` state).
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Files {

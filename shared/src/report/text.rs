@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{Report, Summary};
+use super::{Report, Summary, HEADLINES};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
@@ -41,6 +41,19 @@ pub fn t(lang: Lang, key: &str) -> String {
             "Mailboxes attached to no FINESS (\"de ville\"), domain",
         ),
         "month" => ("Mois", "Month"),
+        "lead" => (
+            "Ce rapport présente l'activité de messagerie MSSanté de votre structure pour le mois, telle que votre opérateur l'a déclarée à l'Agence du Numérique en Santé (ANS).",
+            "This report shows your structure's MSSanté mail activity for the month, as your operator reported it to the Agence du Numérique en Santé (ANS).",
+        ),
+        "glance_caption" => (
+            "Chiffres du mois comparés au mois précédent et au même mois l'an dernier",
+            "This month's figures beside the previous month and the same month last year",
+        ),
+        "types_caption" => ("BAL déclarées et exclues, par type", "Mailboxes reported and left out, by type"),
+        "connexions_caption" => (
+            "Dernière connexion des BAL déclarées à l'ANS",
+            "Last login of the mailboxes reported to the ANS",
+        ),
         "domains" => ("Domaines", "Domains"),
         "glance" => ("En bref", "At a glance"),
         "this_month" => ("Ce mois", "This month"),
@@ -143,17 +156,9 @@ fn opt(n: Option<u64>) -> String {
 pub fn csv(r: &Report) -> String {
     let mut o = String::from("section;item;value;previous_month;year_before\n");
     let pick = |s: &Option<Summary>, f: fn(&Summary) -> u64| opt(s.as_ref().map(f));
-    let heads: [(&str, u64, fn(&Summary) -> u64); 6] = [
-        ("messages", r.sent.messages, |s| s.messages),
-        ("rows", r.sent.rows, |s| s.rows),
-        ("bytes", r.sent.bytes, |s| s.bytes),
-        ("mailboxes", r.summary().mailboxes, |s| s.mailboxes),
-        ("connected_in_month", r.connexions.connected_in_month, |s| {
-            s.connected_in_month
-        }),
-        ("never", r.connexions.never, |s| s.never),
-    ];
-    for (k, v, f) in heads {
+    let now = r.summary();
+    for (k, f) in HEADLINES {
+        let v = f(&now);
         let _ = writeln!(
             o,
             "summary;{k};{v};{};{}",

@@ -463,7 +463,6 @@ async fn record_message(ctx: &ProxyContext, acc: observer::Accepted) {
         .recipients
         .iter()
         .any(|r| ctx.classifier.operator_domain(r).is_some());
-    let m = &ctx.capture.metrics().proxy;
     if !outbound && !inbound {
         return;
     }
@@ -484,13 +483,9 @@ async fn record_message(ctx: &ProxyContext, acc: observer::Accepted) {
         frontend: "proxy".into(),
     };
     tracing::debug!(mail_id = %rec.mail_id, rows, size = rec.size, "proxy: message accepted upstream");
+    let size = rec.size;
     ctx.capture.commit(Record::Message(rec)).await;
-    m.transactions.inc();
-    m.rows.add(rows);
-    if let Some(d) = sender_domain {
-        ctx.capture
-            .metrics()
-            .rows_by_domain
-            .add(&format!("proxy\",domain=\"{d}"), rows);
-    }
+    ctx.capture
+        .metrics()
+        .count_message("proxy", sender_domain.as_deref(), rows, size);
 }

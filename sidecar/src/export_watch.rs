@@ -1,0 +1,91 @@
+//! What `mss-export` and the operator's certificate say, as metrics: the
+//! delivery state of recent months (read from the registry's `meta`
+//! entries `sipil/month/YYYY-MM`, read-only) and the days left on
+//! `sipil.client_cert`. Refreshed every minute by a daemon task; never on
+//! the SMTP path.
+
+use std::path::Path;
+use std::time::Duration;
+
+use mss_shared::config::Config;
+use mss_shared::month::Month;
+use mss_shared::store::registry::RegistryStore;
+
+/// The states `mss-export` records, in order (`mss_export_state` is one-hot
+/// over them).
+pub const STATES: [&str; 6] = [
+    "built",
+    "validated",
+    "submitted",
+    "report_pending",
+    "accepted",
+    "rejected",
+];
+
+/// The figures exposed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportGauges {
+    /// (month, state) of the current month and the two before, when recorded.
+    pub months: Vec<(String, String)>,
+    /// Days until `sipil.client_cert` expires (negative: expired).
+    pub cert_days_left: Option<i64>,
+}
+
+/// Days until the first certificate of a PEM file expires (negative: expired).
+///
+/// # Errors
+/// The file cannot be read or holds no certificate.
+pub fn cert_days_left(pem_path: &Path) -> Result<i64, String> {
+    let data = std::fs::read(pem_path).map_err(|e| format!("{}: {e}", pem_path.display()))?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&data)
+        .map_err(|e| format!("{}: not a PEM certificate: {e}", pem_path.display()))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| format!("{}: unreadable certificate: {e}", pem_path.display()))?;
+    let not_after = cert.validity().not_after.timestamp();
+    Ok((not_after - jiff::Timestamp::now().as_second()).div_euclid(86_400))
+}
+
+/// Read the gauges now (a missing registry or certificate gives none).
+pub fn read(cfg: &Config) -> ExportGauges {
+    let mut g = ExportGauges::default();
+    let now = Month::current(&cfg.tz());
+    match RegistryStore::open_read_only(&cfg.store.registry_path) {
+        Ok(Some(reg)) => {
+            for m in [now.prev().prev(), now.prev(), now] {
+                if let Ok(Some(v)) = reg.get_meta(&format!("sipil/month/{m}")) {
+                    if let Some(s) = v["state"].as_str() {
+                        g.months.push((m.to_string(), s.to_string()));
+                    }
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "metrics: registry unreadable for the export state"),
+    }
+    if let Some(p) = cfg.sipil.as_ref().and_then(|s| s.client_cert.as_ref()) {
+        match cert_days_left(p) {
+            Ok(d) => g.cert_days_left = Some(d),
+            Err(e) => tracing::warn!(error = %e, "metrics: client certificate unreadable"),
+        }
+    }
+    g
+}
+
+/// Refresh `metrics.export` every minute until `stop`.
+pub async fn watch(
+    cfg: Config,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let c = cfg.clone();
+        if let Ok(g) = tokio::task::spawn_blocking(move || read(&c)).await {
+            *metrics.export.lock().unwrap_or_else(|e| e.into_inner()) = g;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
