@@ -48,6 +48,7 @@ sort > "$W/want" <<'EOF'
 -rw-r--r-- ./usr/share/doc/mss-sidecar/examples/postfix-proxy.cf
 -rw-r--r-- ./usr/share/doc/mss-sidecar/examples/dovecot-events.conf
 -rw-r--r-- ./usr/share/doc/mss-sidecar/examples/dovecot-2.4-events.conf
+-rw-r--r-- ./usr/share/doc/mss-sidecar/examples/grafana-mss-sidecar.json
 EOF
 diff -u "$W/want" "$W/got" || fail "package contents differ (- expected, + got)"
 # Nothing under /etc: the admin writes the configuration; no unit enabled by links.

@@ -87,6 +87,9 @@ fn wait_rows(dir: &Path, n: usize, pf: &Postfix) {
     panic!("{} rows, want {n}\n{}", rows(dir).len(), pf.log());
 }
 
+/// Per sender: its MAIL_IDs, rows and bytes.
+type BalSent = (BTreeSet<String>, u64, u64);
+
 /// One Echanges row of the ANS file.
 struct FileRow {
     mail_id: String,
@@ -140,7 +143,7 @@ fn expected(
     }
     let bytes: u64 = ids.values().map(|(_, s)| s).sum();
     let mut days: BTreeMap<String, (BTreeSet<String>, u64)> = BTreeMap::new();
-    let mut per_bal: BTreeMap<String, (BTreeSet<String>, u64, u64)> = BTreeMap::new();
+    let mut per_bal: BTreeMap<String, BalSent> = BTreeMap::new();
     let inside = rows
         .iter()
         .filter(|r| r.recipient.ends_with(&format!("@{DOMAIN}")) || r.recipient.ends_with(LISTED))
@@ -173,10 +176,10 @@ fn expected(
         let included = lines.iter().filter(|(b, _)| kind(b) == k).count();
         let excluded = bals
             .iter()
-            .filter(|(b, why)| *why != "" && kind(&format!("{b}@{DOMAIN}")) == k)
+            .filter(|(b, why)| !why.is_empty() && kind(&format!("{b}@{DOMAIN}")) == k)
             .count();
         by_type.push(json!({"type": k, "included": included, "excluded": excluded}));
-        let of: Vec<&(BTreeSet<String>, u64, u64)> = per_bal
+        let of: Vec<&BalSent> = per_bal
             .iter()
             .filter(|(b, _)| kind(b) == k)
             .map(|(_, v)| v)
@@ -186,7 +189,7 @@ fn expected(
             "rows": of.iter().map(|v| v.1).sum::<u64>(),
             "bytes": of.iter().map(|v| v.2).sum::<u64>()}));
     }
-    let mut top: Vec<(&String, &(BTreeSet<String>, u64, u64))> = per_bal.iter().collect();
+    let mut top: Vec<(&String, &BalSent)> = per_bal.iter().collect();
     top.sort_by(|a, b| {
         (b.1 .1, b.1 .0.len())
             .cmp(&(a.1 .1, a.1 .0.len()))

@@ -9,31 +9,33 @@
 //! Connexions files, so a report's figures are the files' by construction.
 //!
 //! # Layout
-//! - this file: the figures ([`Report`]) and how they are gathered ([`build`]).
+//! - this file: the figures ([`Report`]) and [`build`] (with the comparisons).
+//! - `gather`: one month's figures for every structure, in one pass.
 //! - [`structure`]: structure keys and the registry's per-structure contact.
 //! - [`html`]: one self-contained HTML page (inline CSS and SVG, no script).
 //! - [`text`]: labels in French and English; the CSV rendering.
 //! - [`settings`]: `[report]` (mailing reports to structures).
 //! - [`write`]: the formats and the files `AAAAMM_<structure>.{html,json,csv}`.
 
+mod gather;
 pub mod html;
 pub mod settings;
 pub mod structure;
 pub mod text;
 pub mod write;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::Result;
-use crate::figures::{oldest_kept, BalLine, Context, Fate};
+use crate::figures::oldest_kept;
 use crate::indicators::connexions::Rule;
 use crate::indicators::membership::Excluded;
 use crate::listeblanche::ListeBlanche;
-use crate::month::{format_csv_date, from_micros, Month};
+use crate::month::Month;
 use crate::store::capture::CaptureStore;
 use crate::store::registry::{BalType, Mailbox, RegistryStore};
 
@@ -276,12 +278,12 @@ pub fn build(
         .policy
         .as_ref()
         .and_then(|p| ListeBlanche::load(&p.liste_blanche).ok());
-    let mut reports = gather(cfg, cap, reg, month, now, liste.as_ref())?;
+    let mut reports = gather::gather(cfg, cap, reg, month, now, liste.as_ref())?;
     let before = |m: Month| -> Result<Option<BTreeMap<StructureKey, Summary>>> {
         if m < oldest_kept(cfg, now) || !captured(cap, m)? {
             return Ok(None);
         }
-        let r = gather(cfg, cap, reg, m, now, None)?;
+        let r = gather::gather(cfg, cap, reg, m, now, None)?;
         Ok(Some(
             r.values()
                 .map(|r| (r.structure.clone(), r.summary()))
@@ -341,260 +343,4 @@ fn files(reg: Option<&RegistryStore>, month: Month) -> Result<Files> {
             .unwrap_or_default(),
         state: rec["state"].as_str().map(str::to_string),
     })
-}
-
-fn empty(month: Month, key: StructureKey) -> Report {
-    Report {
-        month: month.to_string(),
-        structure: key,
-        name: None,
-        contact: None,
-        domains: vec![],
-        mailboxes: Mailboxes::default(),
-        sent: Sent::default(),
-        connexions: Connexions::default(),
-        previous_month: None,
-        year_before: None,
-        files: Files::default(),
-    }
-}
-
-#[derive(Default)]
-struct Acc {
-    types: HashMap<&'static str, (u64, u64)>,
-    sent_types: HashMap<&'static str, [u64; 3]>,
-    days: BTreeMap<String, [u64; 2]>,
-    bals: HashMap<String, (&'static str, [u64; 3])>,
-}
-
-/// Every structure's figures for one month (no comparisons).
-fn gather(
-    cfg: &Config,
-    cap: &CaptureStore,
-    reg: Option<&RegistryStore>,
-    month: Month,
-    now: Timestamp,
-    liste: Option<&ListeBlanche>,
-) -> Result<BTreeMap<StructureKey, Report>> {
-    let ctx = Context::load(cfg, cap, reg, month, now)?;
-    let inside = |rcpt: &str| -> bool {
-        let d = crate::config::domain_of(rcpt).unwrap_or_default();
-        cfg.operator.domains.contains(&d)
-            || cfg.policy.as_ref().is_some_and(|p| p.allow.contains(&d))
-            || liste.is_some_and(|l| l.contains(&d))
-    };
-    let mut reports: BTreeMap<StructureKey, Report> = BTreeMap::new();
-    let mut accs: BTreeMap<StructureKey, Acc> = BTreeMap::new();
-    let mut domains = cfg.operator.domains.clone();
-    domains.sort();
-    let month_days = days_of(month);
-    let three_back = month.prev().prev().to_string();
-    for d in &domains {
-        let boxes: HashMap<&str, &Mailbox> = ctx
-            .mailboxes(d)
-            .iter()
-            .map(|m| (m.bal.as_str(), m))
-            .collect();
-        let key_of = |bal: &str| StructureKey::of(boxes.get(bal).copied(), d);
-        let mut last_id = String::new();
-        let tally = ctx.rows(cap, d, |r| {
-            if r.fate != Fate::Written {
-                return;
-            }
-            let m = boxes.get(r.sender.as_str()).copied();
-            let key = StructureKey::of(m, d);
-            let kind = kind_name(m);
-            let rep = reports
-                .entry(key.clone())
-                .or_insert_with(|| empty(month, key.clone()));
-            let acc = accs.entry(key).or_default();
-            let new_msg = r.mail_id != last_id;
-            if new_msg {
-                last_id.clone_from(&r.mail_id);
-            }
-            let (m1, b1) = (u64::from(new_msg), if new_msg { r.size } else { 0 });
-            rep.sent.messages += m1;
-            rep.sent.rows += 1;
-            rep.sent.bytes += b1;
-            if liste.is_some() {
-                let t = rep.sent.trust_space.get_or_insert_with(TrustSpace::default);
-                if inside(&r.recipient) {
-                    t.inside += 1;
-                } else {
-                    t.outside += 1;
-                }
-            }
-            for (slot, add) in acc
-                .sent_types
-                .entry(kind)
-                .or_default()
-                .iter_mut()
-                .zip([m1, 1, b1])
-            {
-                *slot += add;
-            }
-            let day = format_csv_date(from_micros(r.time_us), &ctx.tz)[..10].to_string();
-            let dc = acc.days.entry(day).or_default();
-            dc[0] += m1;
-            dc[1] += 1;
-            let b = acc.bals.entry(r.sender.clone()).or_insert((kind, [0; 3]));
-            for (slot, add) in b.1.iter_mut().zip([m1, 1, b1]) {
-                *slot += add;
-            }
-        })?;
-        for l in ctx.connexions(d, &tally.senders) {
-            let m = boxes.get(l.bal.as_str()).copied();
-            let key = key_of(&l.bal);
-            let rep = reports
-                .entry(key.clone())
-                .or_insert_with(|| empty(month, key.clone()));
-            if !rep.domains.contains(d) {
-                rep.domains.push(d.clone());
-            }
-            let acc = accs.entry(key).or_default();
-            let kind = kind_name(m);
-            let t = acc.types.entry(kind).or_default();
-            if l.included {
-                t.0 += 1;
-            } else {
-                t.1 += 1;
-            }
-            connexion(rep, &l, kind, m, &month.to_string(), &three_back);
-        }
-    }
-    for (key, acc) in accs {
-        let Some(rep) = reports.get_mut(&key) else {
-            continue;
-        };
-        finish(rep, acc, &month_days);
-    }
-    Ok(reports)
-}
-
-/// Count one line of the Connexions files in its structure's report.
-fn connexion(
-    rep: &mut Report,
-    l: &BalLine,
-    kind: &'static str,
-    m: Option<&Mailbox>,
-    month: &str,
-    three_back: &str,
-) {
-    if !l.included {
-        if let Some(because) = l.excluded_because {
-            rep.mailboxes.excluded.push(ExcludedBal {
-                bal: l.bal.clone(),
-                kind,
-                because,
-                detail: l.detail.clone(),
-            });
-        }
-        return;
-    }
-    let (Some(date), Some(rule)) = (l.date.clone(), l.rule) else {
-        return;
-    };
-    let c = &mut rep.connexions;
-    match rule {
-        Rule::Never => c.never += 1,
-        Rule::Unknown => c.unknown += 1,
-        _ if date.starts_with(month) => c.connected_in_month += 1,
-        _ => c.connected_earlier += 1,
-    }
-    if kind == "personnelle" {
-        let why = match rule {
-            Rule::Never => Some("never"),
-            Rule::Unknown => None,
-            _ => (date.as_str() < three_back).then_some("over_3_months"),
-        };
-        if let Some(why) = why {
-            c.to_act.push(ToAct {
-                bal: l.bal.clone(),
-                date: date.clone(),
-                why,
-            });
-        }
-        if m.is_some_and(|m| m.finess_eg.is_none() && m.finess_ej.is_none()) {
-            c.personal_without_finess.push(l.bal.clone());
-        }
-    }
-    c.lines.push(ConnexionLine {
-        bal: l.bal.clone(),
-        kind,
-        date,
-        rule,
-    });
-}
-
-fn finish(rep: &mut Report, acc: Acc, month_days: &[String]) {
-    rep.mailboxes.by_type = KINDS
-        .iter()
-        .map(|k| {
-            let (i, e) = acc.types.get(k).copied().unwrap_or_default();
-            TypeLine {
-                kind: k,
-                included: i,
-                excluded: e,
-            }
-        })
-        .collect();
-    rep.sent.by_type = KINDS
-        .iter()
-        .map(|k| {
-            let [messages, rows, bytes] = acc.sent_types.get(k).copied().unwrap_or_default();
-            SentLine {
-                kind: k,
-                messages,
-                rows,
-                bytes,
-            }
-        })
-        .collect();
-    rep.sent.days = month_days
-        .iter()
-        .map(|d| {
-            let [messages, rows] = acc.days.get(d).copied().unwrap_or_default();
-            Day {
-                day: d.clone(),
-                messages,
-                rows,
-            }
-        })
-        .collect();
-    let mut top: Vec<TopBal> = acc
-        .bals
-        .into_iter()
-        .map(|(bal, (kind, [messages, rows, bytes]))| TopBal {
-            bal,
-            kind,
-            messages,
-            rows,
-            bytes,
-        })
-        .collect();
-    top.sort_by(|a, b| {
-        (b.rows, b.messages)
-            .cmp(&(a.rows, a.messages))
-            .then_with(|| a.bal.cmp(&b.bal))
-    });
-    top.truncate(10);
-    rep.sent.top = top;
-    rep.domains.sort();
-    let c = &mut rep.connexions;
-    c.lines.sort_by(|a, b| a.bal.cmp(&b.bal));
-    c.to_act.sort_by(|a, b| a.bal.cmp(&b.bal));
-    c.personal_without_finess.sort();
-    rep.mailboxes.excluded.sort_by(|a, b| a.bal.cmp(&b.bal));
-}
-
-/// `YYYY-MM-DD` of every day of `m`.
-fn days_of(m: Month) -> Vec<String> {
-    let (first, next) = (m.first_day(), m.next().first_day());
-    let mut out = vec![];
-    let mut d = first;
-    while d < next {
-        out.push(d.to_string());
-        d = d.tomorrow().unwrap_or(next);
-    }
-    out
 }

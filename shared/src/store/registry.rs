@@ -4,7 +4,7 @@
 //! | column family | key | value |
 //! |---|---|---|
 //! | `mailbox` | domain · `0x00` · BAL | JSON [`Mailbox`] (type, test flag, FINESS, login tracking, every dated status change) |
-//! | `meta` | name | JSON (last export/submission state, written by mss-export) |
+//! | `meta` | name | JSON: `sipil/month/YYYY-MM` (delivery state, mss-export), `structure/<FINESS>` (name, contact: `mss-admin structure set`), `report/mailed/YYYY-MM/<FINESS>` (report mailed) |
 //! | `login` | `AAAAMM` · BAL · `0x00` · service | last imported login in that month (u64 BE µs), from `mss-admin logins import` |
 //!
 //! Written by `mss-admin` (and later `mss-export`) with short opens; a second
