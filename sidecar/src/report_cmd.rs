@@ -74,7 +74,10 @@ pub fn report(config: &Path, a: &ReportArgs) -> Result<i32, Error> {
             Select::Structure(f) => format!(
                 "FINESS {f}: no BAL of the registry is attached to it, and none of its BALs sent mail or logged in during {month}"
             ),
-            _ => format!("{month}: no BAL in the registry and no mail or login captured"),
+            Select::Domain(d) => format!(
+                "{d}: no BAL of this domain in the registry, and none sent mail or logged in during {month}"
+            ),
+            Select::All => format!("{month}: no BAL in the registry and no mail or login captured"),
         }));
     }
     for r in &reports {

@@ -581,6 +581,57 @@ fn structures_reports_equal_the_ans_files_render_in_chromium_and_are_mailed() {
     let csv = std::fs::read_to_string(out_dir.join(format!("{}.csv", stems[0]))).unwrap();
     assert!(csv.starts_with("section;item;value;previous_month;year_before\nsummary;messages;3;0;\nsummary;rows;4;0;\n"), "{csv}");
 
+    // --domain: the structures with a BAL in the domain; none in the other one.
+    let dom_dir = dir.path().join("dom");
+    let listed = admin_ok(
+        &cfg,
+        &[
+            "report",
+            "--month",
+            &month.to_string(),
+            "--domain",
+            DOMAIN,
+            "--format",
+            "json",
+            "--out",
+            dom_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    let (c, _, err) = run(
+        "mss-admin",
+        &cfg,
+        &[
+            "report",
+            "--month",
+            &month.to_string(),
+            "--domain",
+            "ch-autre.mssante.fr",
+            "--out",
+            dom_dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(c, 2, "{err}");
+    let (c, _, err) = run(
+        "mss-admin",
+        &cfg,
+        &[
+            "report",
+            "--month",
+            &month.to_string(),
+            "--out",
+            dom_dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(
+        (c, err.trim()),
+        (
+            2,
+            "error: give exactly one of --structure FINESS, --domain D or --all"
+        )
+    );
     // --structure and --lang en; a FINESS nobody has is an error.
     let en_dir = dir.path().join("en");
     admin_ok(
