@@ -20,7 +20,7 @@ use mss_shared::report::{build, Report, Select};
 use mss_shared::store::capture::CaptureStore;
 use mss_shared::Error;
 
-use crate::run::with_reg;
+use crate::state::with_reg;
 
 fn key(month: Month, finess: &str) -> String {
     format!("report/mailed/{month}/{finess}")

@@ -14,11 +14,10 @@ use jiff::Timestamp;
 use mss_shared::config::{Config, Sipil};
 use mss_shared::month::Month;
 use mss_shared::store::capture::CaptureStore;
-use mss_shared::store::registry::RegistryStore;
 use mss_shared::{exit, Error};
 
 use crate::sipil::{self, Client, Verdict};
-use crate::state::{self, Archive, MonthRecord, Report, State, Submission};
+use crate::state::{self, with_reg, Archive, MonthRecord, Report, State, Submission};
 use crate::validate;
 
 fn sipil_cfg(cfg: &Config) -> Result<&Sipil, Error> {
@@ -28,15 +27,6 @@ fn sipil_cfg(cfg: &Config) -> Result<&Sipil, Error> {
                 .into(),
         )
     })
-}
-
-/// Short-lived registry access (other writers may need it between calls).
-pub(crate) fn with_reg<T>(
-    cfg: &Config,
-    f: impl FnOnce(&RegistryStore) -> Result<T, Error>,
-) -> Result<T, Error> {
-    let reg = RegistryStore::open(&cfg.store.registry_path)?;
-    f(&reg)
 }
 
 fn load(cfg: &Config, month: Month) -> Result<Option<MonthRecord>, Error> {

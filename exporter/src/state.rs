@@ -100,6 +100,18 @@ pub struct MonthRecord {
     pub updated: String,
 }
 
+/// Short-lived registry access (other writers may need it between calls).
+///
+/// # Errors
+/// The registry cannot be opened, or `f`'s error.
+pub fn with_reg<T>(
+    cfg: &mss_shared::config::Config,
+    f: impl FnOnce(&RegistryStore) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let reg = RegistryStore::open(&cfg.store.registry_path)?;
+    f(&reg)
+}
+
 pub fn now_string() -> String {
     Timestamp::now()
         .round(jiff::Unit::Second)

@@ -10,7 +10,7 @@ use crate::state;
 
 /// `mss-export status [--json]`.
 pub fn status(cfg: &Config, json: bool) -> Result<i32, Error> {
-    let recs = crate::run::with_reg(cfg, state::list)?;
+    let recs = crate::state::with_reg(cfg, state::list)?;
     let out = state::StatusOutput {
         months: recs
             .iter()

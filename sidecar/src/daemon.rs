@@ -213,7 +213,7 @@ async fn serve(
         tasks.spawn(p.clone().watch(stop_rx.clone()));
     }
     if let Some(l) = metrics_listener {
-        tasks.spawn(crate::export_watch::watch(
+        tasks.spawn(watch_export(
             cfg.clone(),
             metrics.clone(),
             stop_rx.clone(),
@@ -246,6 +246,20 @@ async fn serve(
     }
     tracing::info!("mss-sidecar stopped");
     Ok(exit::OK)
+}
+
+/// Refresh `metrics.export` ([`crate::export_watch`]) every minute until `stop`.
+async fn watch_export(cfg: Config, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let c = cfg.clone();
+        if let Ok(g) = tokio::task::spawn_blocking(move || crate::export_watch::read(&c)).await {
+            *metrics.export.lock().unwrap_or_else(|e| e.into_inner()) = g;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// A minimal HTTP/1.1 responder for `GET /metrics` (Prometheus scrapes).

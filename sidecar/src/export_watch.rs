@@ -1,11 +1,10 @@
 //! What `mss-export` and the operator's certificate say, as metrics: the
 //! delivery state of recent months (read from the registry's `meta`
 //! entries `sipil/month/YYYY-MM`, read-only) and the days left on
-//! `sipil.client_cert`. Refreshed every minute by a daemon task; never on
-//! the SMTP path.
+//! `sipil.client_cert`. Read every minute by a daemon task
+//! (`daemon::watch_export`); never on the SMTP path.
 
 use std::path::Path;
-use std::time::Duration;
 
 use mss_shared::config::Config;
 use mss_shared::month::Month;
@@ -70,22 +69,4 @@ pub fn read(cfg: &Config) -> ExportGauges {
         }
     }
     g
-}
-
-/// Refresh `metrics.export` every minute until `stop`.
-pub async fn watch(
-    cfg: Config,
-    metrics: std::sync::Arc<crate::metrics::Metrics>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    loop {
-        let c = cfg.clone();
-        if let Ok(g) = tokio::task::spawn_blocking(move || read(&c)).await {
-            *metrics.export.lock().unwrap_or_else(|e| e.into_inner()) = g;
-        }
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(60)) => {}
-            _ = stop.changed() => return,
-        }
-    }
 }
