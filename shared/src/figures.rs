@@ -19,7 +19,7 @@ use crate::indicators::connexions::{self, Facts, Rule};
 use crate::indicators::membership::{self, Excluded, Exclusion};
 use crate::month::{format_csv_date, from_micros, to_micros, Month};
 use crate::store::capture::CaptureStore;
-use crate::store::history::{bump, LastDates};
+use crate::store::capture::{bump, LastDates};
 use crate::store::registry::{BalType, Mailbox, RegistryStore};
 
 /// What happens to one captured row.

@@ -1,6 +1,7 @@
 //! # mss-shared: what every mss-sidecar binary agrees on
 //!
 //! ## Layout
+//! - [`certificate`]: days left on the operator's client certificate.
 //! - [`config`]: the TOML configuration, strict loading and validation.
 //! - [`coverage`]: `[coverage]`, from which day every login is captured.
 //! - [`model`]: records handed from the front ends to the capture writer; MAIL_ID.
@@ -14,6 +15,7 @@
 //!   fate, Connexions lines with their rule (exporter, counts, connexions, show).
 //! - [`report`]: a structure's monthly report (figures from [`figures`]; HTML, JSON, CSV).
 
+pub mod certificate;
 pub mod config;
 pub mod coverage;
 pub mod error;

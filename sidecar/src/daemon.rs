@@ -213,11 +213,7 @@ async fn serve(
         tasks.spawn(p.clone().watch(stop_rx.clone()));
     }
     if let Some(l) = metrics_listener {
-        tasks.spawn(watch_export(
-            cfg.clone(),
-            metrics.clone(),
-            stop_rx.clone(),
-        ));
+        tasks.spawn(watch_export(cfg.clone(), metrics.clone(), stop_rx.clone()));
         let token = cfg.metrics.as_ref().and_then(|m| m.token.clone());
         tasks.spawn(serve_metrics_auth(
             l,

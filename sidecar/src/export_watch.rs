@@ -4,8 +4,6 @@
 //! `sipil.client_cert`. Read every minute by a daemon task
 //! (`daemon::watch_export`); never on the SMTP path.
 
-use std::path::Path;
-
 use mss_shared::config::Config;
 use mss_shared::month::Month;
 use mss_shared::store::registry::RegistryStore;
@@ -30,21 +28,6 @@ pub struct ExportGauges {
     pub cert_days_left: Option<i64>,
 }
 
-/// Days until the first certificate of a PEM file expires (negative: expired).
-///
-/// # Errors
-/// The file cannot be read or holds no certificate.
-pub fn cert_days_left(pem_path: &Path) -> Result<i64, String> {
-    let data = std::fs::read(pem_path).map_err(|e| format!("{}: {e}", pem_path.display()))?;
-    let (_, pem) = x509_parser::pem::parse_x509_pem(&data)
-        .map_err(|e| format!("{}: not a PEM certificate: {e}", pem_path.display()))?;
-    let cert = pem
-        .parse_x509()
-        .map_err(|e| format!("{}: unreadable certificate: {e}", pem_path.display()))?;
-    let not_after = cert.validity().not_after.timestamp();
-    Ok((not_after - jiff::Timestamp::now().as_second()).div_euclid(86_400))
-}
-
 /// Read the gauges now (a missing registry or certificate gives none).
 pub fn read(cfg: &Config) -> ExportGauges {
     let mut g = ExportGauges::default();
@@ -63,7 +46,7 @@ pub fn read(cfg: &Config) -> ExportGauges {
         Err(e) => tracing::warn!(error = %e, "metrics: registry unreadable for the export state"),
     }
     if let Some(p) = cfg.sipil.as_ref().and_then(|s| s.client_cert.as_ref()) {
-        match cert_days_left(p) {
+        match mss_shared::certificate::days_left(p) {
             Ok(d) => g.cert_days_left = Some(d),
             Err(e) => tracing::warn!(error = %e, "metrics: client certificate unreadable"),
         }

@@ -142,12 +142,12 @@ pub fn dict_lines(data: &[u8]) {
 /// `mss-admin mailbox import` files.
 pub fn mailbox_csv(data: &[u8]) {
     let domains = ["ch-a.mssante.fr".to_string()];
-    if let Ok(rows) = crate::mailbox::parse(data, &domains, None) {
+    if let Ok(rows) = crate::admin::mailbox::parse(data, &domains, None) {
         for r in rows {
             assert!(r.bal.ends_with("@ch-a.mssante.fr"));
         }
     }
-    let _ = crate::mailbox::parse(data, &domains, Some("ch-a.mssante.fr"));
+    let _ = crate::admin::mailbox::parse(data, &domains, Some("ch-a.mssante.fr"));
 }
 
 /// `mss-admin logins import` log files, both formats.
@@ -156,10 +156,10 @@ pub fn backfill_log(data: &[u8]) {
     let reference: jiff::Timestamp = "2026-11-30T12:00:00Z".parse().expect("constant");
     let domains = ["ch-a.mssante.fr".to_string()];
     for f in [
-        crate::backfill::Format::Dovecot,
-        crate::backfill::Format::Postfix,
+        crate::admin::logins::Format::Dovecot,
+        crate::admin::logins::Format::Postfix,
     ] {
-        let r = crate::backfill::read(data, f, &tz, reference, &domains).expect("in memory");
+        let r = crate::admin::logins::read(data, f, &tz, reference, &domains).expect("in memory");
         for (bal, _, _) in &r.logins {
             assert!(bal.ends_with("@ch-a.mssante.fr"));
         }

@@ -11,17 +11,13 @@
 //! - [`policy`]: the liste blanche policy (refuse or report recipients outside the Espace de Confiance).
 //! - [`metrics`]: counters and the `/metrics` endpoint; [`export_watch`]: the
 //!   export state and certificate expiry read for `/metrics` every minute.
-//! - [`admin`]: `mss-admin` subcommands; [`mailbox`]: the registry commands
-//!   ([`mailbox_view`]: `list` and `show`); [`month_cmd`]: `counts` and
-//!   `connexions`, through `mss_shared::figures`;
-//!   [`backfill`]: login history imported from Dovecot/Postfix logs;
-//!   [`report_cmd`]: `report` (a structure's monthly report) and `structure`.
-//! - [`reconcile`]: `mss-admin reconcile`, the month proved against Postfix's logs.
+//! - [`admin`]: every `mss-admin` subcommand, one file per group (counts,
+//!   mailbox, logins, status, reconcile, report…); depends on `mss-shared`
+//!   only, and nothing of the daemon depends on it.
 //! - [`fuzz`]: byte-in entry points of every parser, for `fuzz/` and the smoke test.
 //! - [`cli`]: error printing and exit codes shared by the binaries.
 
 pub mod admin;
-pub mod backfill;
 pub mod capture;
 pub mod cli;
 pub mod daemon;
@@ -29,13 +25,8 @@ pub mod events;
 pub mod export_watch;
 #[doc(hidden)]
 pub mod fuzz;
-pub mod mailbox;
-pub mod mailbox_view;
 pub mod metrics;
 pub mod milter;
-pub mod month_cmd;
 pub mod policy;
 pub mod privdrop;
 pub mod proxy;
-pub mod reconcile;
-pub mod report_cmd;

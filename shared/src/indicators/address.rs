@@ -64,6 +64,22 @@ pub fn is_srs_forward(addr: &str, is_operator_domain: impl Fn(&str) -> bool) -> 
     srs && domain(addr).is_some_and(|d| is_operator_domain(&d))
 }
 
+/// A mailbox address: one `@`, non-empty local part, a dotted domain, no
+/// spaces or control characters, ≤ 255.
+pub fn valid_bal(s: &str) -> bool {
+    let Some((l, d)) = s.rsplit_once('@') else {
+        return false;
+    };
+    !l.is_empty()
+        && d.contains('.')
+        && !d.starts_with('.')
+        && !d.ends_with('.')
+        && s.len() <= 255
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

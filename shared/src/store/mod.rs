@@ -1,10 +1,8 @@
-//! The two RocksDB stores: [`capture`] (written by mss-sidecar) and
-//! [`registry`] (written by mss-admin and mss-export); [`history`] reads the
-//! capture store beyond one month key (the per-BAL summary that retention
-//! never purges, last dates up to a month's end, a month's rows by UTC time).
+//! The two RocksDB stores: [`capture`] (written by mss-sidecar; its key
+//! layout, writes, reads, history beyond one month key, and retention) and
+//! [`registry`] (written by mss-admin and mss-export).
 
 pub mod capture;
-pub mod history;
 pub mod registry;
 
 /// Options common to both stores: LZ4 everywhere (the only compression we

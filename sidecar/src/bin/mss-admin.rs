@@ -221,8 +221,8 @@ enum MailboxCmd {
     },
 }
 
-fn edit(e: &EditArgs) -> mss_sidecar::mailbox::Edit {
-    mss_sidecar::mailbox::Edit {
+fn edit(e: &EditArgs) -> mss_sidecar::admin::mailbox::Edit {
+    mss_sidecar::admin::mailbox::Edit {
         kind: e.kind.clone(),
         status: e.status.clone(),
         date: e.date.clone(),
@@ -242,13 +242,13 @@ fn main() {
             month,
             domain,
             json,
-        } => mss_sidecar::month_cmd::counts(&args.config, month, domain.as_deref(), *json),
+        } => mss_sidecar::admin::counts::counts(&args.config, month, domain.as_deref(), *json),
         Cmd::Connexions {
             month,
             domain,
             bal,
             json,
-        } => mss_sidecar::month_cmd::connexions(
+        } => mss_sidecar::admin::counts::connexions(
             &args.config,
             month,
             domain.as_deref(),
@@ -256,7 +256,7 @@ fn main() {
             *json,
         ),
         Cmd::Mailbox(m) => {
-            use mss_sidecar::mailbox;
+            use mss_sidecar::admin::mailbox;
             match m {
                 MailboxCmd::Import {
                     file,
@@ -278,31 +278,31 @@ fn main() {
                     domain,
                     unregistered,
                     json,
-                } => mss_sidecar::mailbox_view::list(
+                } => mss_sidecar::admin::mailbox_view::list(
                     &args.config,
                     domain.as_deref(),
                     *unregistered,
                     *json,
                 ),
                 MailboxCmd::Show { bal, json } => {
-                    mss_sidecar::mailbox_view::show(&args.config, bal, *json)
+                    mss_sidecar::admin::mailbox_view::show(&args.config, bal, *json)
                 }
             }
         }
         Cmd::Listeblanche(ListeBlancheCmd::Check { addresses }) => {
-            mss_sidecar::admin::listeblanche(&args.config, Some(addresses))
+            mss_sidecar::admin::listeblanche::listeblanche(&args.config, Some(addresses))
         }
-        Cmd::Status { json } => mss_sidecar::admin::status(&args.config, *json),
-        Cmd::Checkpoint { dir } => mss_sidecar::admin::checkpoint(&args.config, dir),
+        Cmd::Status { json } => mss_sidecar::admin::status::status(&args.config, *json),
+        Cmd::Checkpoint { dir } => mss_sidecar::admin::checkpoint::checkpoint(&args.config, dir),
         Cmd::Listeblanche(ListeBlancheCmd::Stats) => {
-            mss_sidecar::admin::listeblanche(&args.config, None)
+            mss_sidecar::admin::listeblanche::listeblanche(&args.config, None)
         }
         Cmd::Reconcile {
             month,
             logs,
             node,
             json,
-        } => mss_sidecar::reconcile::run(&args.config, month, logs, node.as_deref(), *json),
+        } => mss_sidecar::admin::reconcile::run(&args.config, month, logs, node.as_deref(), *json),
         Cmd::Report {
             month,
             structure,
@@ -311,9 +311,9 @@ fn main() {
             out,
             format,
             lang,
-        } => mss_sidecar::report_cmd::report(
+        } => mss_sidecar::admin::report::report(
             &args.config,
-            &mss_sidecar::report_cmd::ReportArgs {
+            &mss_sidecar::admin::report::ReportArgs {
                 month: month.clone(),
                 structure: structure.clone(),
                 domain: domain.clone(),
@@ -327,14 +327,17 @@ fn main() {
             finess,
             name,
             contact,
-        }) => {
-            mss_sidecar::report_cmd::set(&args.config, finess, name.as_deref(), contact.as_deref())
-        }
+        }) => mss_sidecar::admin::report::set(
+            &args.config,
+            finess,
+            name.as_deref(),
+            contact.as_deref(),
+        ),
         Cmd::Structure(StructureCmd::List { json }) => {
-            mss_sidecar::report_cmd::list(&args.config, *json)
+            mss_sidecar::admin::report::list(&args.config, *json)
         }
         Cmd::Logins(LoginsCmd::Import { format, files }) => {
-            mss_sidecar::backfill::import(&args.config, format, files)
+            mss_sidecar::admin::logins::import(&args.config, format, files)
         }
     })
 }

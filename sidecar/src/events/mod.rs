@@ -54,21 +54,7 @@ pub fn plausible(us: i64) -> bool {
     us >= 946_684_800_000_000 && us <= now + 86_400_000_000
 }
 
-/// A mailbox address: one `@`, non-empty local part, a dotted domain, no
-/// spaces or control characters, ≤ 255.
-pub fn valid_bal(s: &str) -> bool {
-    let Some((l, d)) = s.rsplit_once('@') else {
-        return false;
-    };
-    !l.is_empty()
-        && d.contains('.')
-        && !d.starts_with('.')
-        && !d.ends_with('.')
-        && s.len() <= 255
-        && !s
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
-}
+pub use mss_shared::indicators::address::valid_bal;
 
 /// Commit login records; the caller has validated them all.
 pub async fn store(ctx: &EventsContext, recs: Vec<LoginRecord>) {

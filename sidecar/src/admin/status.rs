@@ -1,145 +1,13 @@
-//! `mss-admin` subcommands.
+//! `mss-admin status`: what an operator checks first.
 
 use std::path::Path;
 
-use mss_shared::config::{domain_of, Config};
+use mss_shared::config::Config;
 use mss_shared::month::Month;
-use mss_shared::store::capture::CaptureStore;
 use mss_shared::store::registry::RegistryStore;
 use mss_shared::{exit, Error};
 
-/// Open the capture store as a RocksDB secondary (works while the sidecar
-/// runs). The secondary's own files live in a private temporary directory
-/// removed on drop.
-pub struct SecondaryCapture {
-    pub store: CaptureStore,
-    _dir: tempfile::TempDir,
-}
-
-impl SecondaryCapture {
-    pub fn open(cfg: &Config) -> Result<Self, Error> {
-        let dir = tempfile::Builder::new()
-            .prefix("mss-admin-secondary-")
-            .tempdir()
-            .map_err(|e| Error::Other(format!("temporary directory: {e}")))?;
-        let store = CaptureStore::open_secondary(&cfg.store.capture_path, dir.path())?;
-        Ok(SecondaryCapture { store, _dir: dir })
-    }
-}
-
-/// `mss-admin listeblanche check ADDRESS…` / `stats`: the copy the sidecar uses.
-pub fn listeblanche(config: &Path, check: Option<&[String]>) -> Result<i32, Error> {
-    let cfg = Config::load(config)?;
-    let Some(p) = &cfg.policy else {
-        return Err(Error::Usage(
-            "no [policy] section: set policy.liste_blanche in the configuration".into(),
-        ));
-    };
-    let list = mss_shared::listeblanche::ListeBlanche::load(&p.liste_blanche).map_err(|e| {
-        Error::Config(format!(
-            "key `policy.liste_blanche`: {}: {e}",
-            p.liste_blanche.display()
-        ))
-    })?;
-    match check {
-        Some(addrs) => {
-            let mut outside = 0;
-            for a in addrs {
-                let d = domain_of(a).unwrap_or_else(|| a.to_ascii_lowercase());
-                let verdict = if cfg.operator.domains.contains(&d) {
-                    "inside (operator domain)"
-                } else if p.allow.contains(&d) {
-                    "inside (policy.allow)"
-                } else if list.contains(&d) {
-                    "inside (liste blanche)"
-                } else {
-                    outside += 1;
-                    "OUTSIDE the Espace de Confiance"
-                };
-                println!("{a}: {verdict}");
-            }
-            // Exit 1 when any address is outside: scripts can test it.
-            Ok(if outside > 0 {
-                exit::UNEXPECTED
-            } else {
-                exit::OK
-            })
-        }
-        None => {
-            let age = std::fs::metadata(&p.liste_blanche)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .map(|d| format!("{} day(s)", d.as_secs() / 86_400))
-                .unwrap_or_else(|| "unknown".into());
-            println!("file          {}", p.liste_blanche.display());
-            println!(
-                "domains       {} distinct ({} entries)",
-                list.len(),
-                list.entries
-            );
-            println!("operators     {}", list.operators);
-            println!(
-                "generated     {}",
-                list.generated.as_deref().unwrap_or("unknown")
-            );
-            println!("copy age      {age} (file modification time)");
-            println!(
-                "complete      {}",
-                if list.complete {
-                    "yes"
-                } else {
-                    "no: the document ends early (entries before the cut are used)"
-                }
-            );
-            println!(
-                "mode          {}",
-                match p.mode {
-                    mss_shared::config::PolicyMode::Enforce => "enforce",
-                    mss_shared::config::PolicyMode::Report => "report",
-                }
-            );
-            Ok(exit::OK)
-        }
-    }
-}
-
-/// `mss-admin checkpoint DIR`: consistent RocksDB checkpoints of both stores
-/// into `DIR/capture` and `DIR/registry` (hard links on the same filesystem).
-///
-/// The capture store's checkpoint needs its primary: when `mss-sidecar` holds
-/// it, a checkpoint through a secondary would miss the writes not yet flushed,
-/// so we refuse rather than produce an incomplete backup.
-pub fn checkpoint(config: &Path, dir: &Path) -> Result<i32, Error> {
-    let cfg = Config::load(config)?;
-    if dir.exists() {
-        return Err(Error::Usage(format!(
-            "{}: already exists; give a new directory",
-            dir.display()
-        )));
-    }
-    std::fs::create_dir_all(dir).map_err(|e| Error::Usage(format!("{}: {e}", dir.display())))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-    }
-    let reg = RegistryStore::open(&cfg.store.registry_path)?;
-    reg.checkpoint(&dir.join("registry"))?;
-    println!("{}", dir.join("registry").display());
-    drop(reg);
-    let cap = CaptureStore::open(&cfg.store.capture_path).map_err(|e| match e {
-        Error::Store { path, reason } if reason.contains("already running") || reason.contains("LOCK") => Error::Store {
-            path,
-            reason: format!(
-                "{reason}; a complete checkpoint of the capture store needs it: stop mss-sidecar for the moment it takes (milter: Postfix accepts mail meanwhile; proxy: senders get 4xx and retry), or snapshot the filesystem"
-            ),
-        },
-        e => e,
-    })?;
-    cap.checkpoint(&dir.join("capture"))?;
-    println!("{}", dir.join("capture").display());
-    Ok(exit::OK)
-}
+use super::SecondaryCapture;
 
 fn dir_size(p: &Path) -> u64 {
     std::fs::read_dir(p)
@@ -154,8 +22,6 @@ fn dir_size(p: &Path) -> u64 {
         })
         .unwrap_or(0)
 }
-
-pub use crate::export_watch::cert_days_left;
 
 #[derive(serde::Serialize)]
 struct Listener {
@@ -260,7 +126,7 @@ pub fn status(config: &Path, json: bool) -> Result<i32, Error> {
     }
     let reg = RegistryStore::open_read_only(&cfg.store.registry_path)?;
     if problems.iter().all(|p| !p.starts_with("capture store")) {
-        unregistered = crate::mailbox_view::unregistered(&cfg, reg.as_ref())?.len();
+        unregistered = super::mailbox_view::unregistered(&cfg, reg.as_ref())?.len();
     }
     let registered = match &reg {
         Some(r) => r.list(None)?.len(),
@@ -286,7 +152,7 @@ pub fn status(config: &Path, json: bool) -> Result<i32, Error> {
         .unwrap_or_default();
     quarantined_rows.sort();
     let days = match cfg.sipil.as_ref().and_then(|s| s.client_cert.as_ref()) {
-        Some(p) => match cert_days_left(p) {
+        Some(p) => match mss_shared::certificate::days_left(p) {
             Ok(d) => {
                 if d < 30 {
                     problems.push(format!(

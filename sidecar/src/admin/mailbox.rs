@@ -68,7 +68,7 @@ fn finess(v: &str) -> Result<Option<String>, String> {
 }
 
 fn valid_address(a: &str) -> bool {
-    crate::events::valid_bal(a)
+    mss_shared::indicators::address::valid_bal(a)
 }
 
 /// Parse and check an import file. `Err` lists every problem as

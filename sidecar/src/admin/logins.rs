@@ -142,7 +142,8 @@ pub fn read(
         let Some((bal, service)) = line_login(&line, format) else {
             continue;
         };
-        if !domain_of(&bal).is_some_and(|d| domains.contains(&d)) || !crate::events::valid_bal(&bal)
+        if !domain_of(&bal).is_some_and(|d| domains.contains(&d))
+            || !mss_shared::indicators::address::valid_bal(&bal)
         {
             r.foreign += 1;
             continue;

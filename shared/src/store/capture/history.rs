@@ -13,37 +13,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use rocksdb::{IteratorMode, MergeOperands, ReadOptions, WriteBatch};
-
-use super::capture::{
-    read_u64, split_login, CaptureStore, OutRow, CF_BAL, CF_LOGIN, CF_RCV, CF_SNT,
-};
-use crate::error::{Error, Result};
+use super::keys::{bal_of, read3, read_u64, split_login, OutRow, CF_BAL, CF_LOGIN, CF_RCV, CF_SNT};
+use super::CaptureStore;
+use crate::error::Result;
 use crate::month::Month;
-
-/// Element-wise max of three u64 BE (the `bal` column family).
-pub(super) fn merge_max3(
-    _key: &[u8],
-    existing: Option<&[u8]>,
-    ops: &MergeOperands,
-) -> Option<Vec<u8>> {
-    let mut best = existing.map(read3).unwrap_or([0; 3]);
-    for op in ops {
-        let v = read3(op);
-        for i in 0..3 {
-            best[i] = best[i].max(v[i]);
-        }
-    }
-    Some(best.iter().flat_map(|x| x.to_be_bytes()).collect())
-}
-
-fn read3(b: &[u8]) -> [u64; 3] {
-    [
-        read_u64(b),
-        b.get(8..).map(read_u64).unwrap_or(0),
-        b.get(16..).map(read_u64).unwrap_or(0),
-    ]
-}
 
 /// Last known dates per BAL (µs UTC), as captured (addresses as stored).
 #[derive(Debug, Default, Clone)]
@@ -53,7 +26,7 @@ pub struct LastDates {
     pub received: HashMap<String, i64>,
 }
 
-pub(crate) fn bump(map: &mut HashMap<String, i64>, k: &str, t: i64) {
+pub fn bump(map: &mut HashMap<String, i64>, k: &str, t: i64) {
     match map.get_mut(k) {
         Some(e) => *e = (*e).max(t),
         None => {
@@ -62,59 +35,7 @@ pub(crate) fn bump(map: &mut HashMap<String, i64>, k: &str, t: i64) {
     }
 }
 
-/// The BAL part of a month-keyed login/snt/rcv key.
-fn bal_of(k: &[u8]) -> &[u8] {
-    let rest = k.get(6..).unwrap_or_default();
-    rest.split(|b| *b == 0).next().unwrap_or_default()
-}
-
 impl CaptureStore {
-    fn scan_range(
-        &self,
-        cf: &str,
-        from: &[u8],
-        to: &[u8],
-        mut f: impl FnMut(&[u8], &[u8]),
-    ) -> Result<()> {
-        let Some(h) = self.db.cf_handle(cf) else {
-            return Ok(()); // older store: not created yet
-        };
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(to.to_vec());
-        ro.fill_cache(false);
-        let it =
-            self.db
-                .iterator_cf_opt(h, ro, IteratorMode::From(from, rocksdb::Direction::Forward));
-        for item in it {
-            let (k, v) = item.map_err(|e| Error::store(&self.path, e))?;
-            f(&k, &v);
-        }
-        Ok(())
-    }
-
-    /// Fold the last dates of months before `keep_from` into the summary
-    /// (idempotent: *max*), before retention deletes them.
-    pub(super) fn fold_before(&self, keep_from: Month) -> Result<()> {
-        let mut acc: HashMap<Vec<u8>, [u64; 3]> = HashMap::new();
-        for (i, cf) in [CF_LOGIN, CF_SNT, CF_RCV].into_iter().enumerate() {
-            self.scan_range(cf, b"", &keep_from.key(), |k, v| {
-                let e = acc.entry(bal_of(k).to_vec()).or_insert([0; 3]);
-                e[i] = e[i].max(read_u64(v));
-            })?;
-        }
-        if acc.is_empty() {
-            return Ok(());
-        }
-        let mut batch = WriteBatch::default();
-        for (bal, v) in acc {
-            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_be_bytes()).collect();
-            batch.merge_cf(self.cf(CF_BAL), bal, bytes);
-        }
-        self.db
-            .write(batch)
-            .map_err(|e| Error::store(&self.path, e))
-    }
-
     /// Last login, sent and received per BAL at or before `end_us`: every
     /// month key up to `month.next()` (a time zone change shifts boundaries
     /// by hours) plus the summary of purged months.
