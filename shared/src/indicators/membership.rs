@@ -6,7 +6,7 @@ use jiff::civil::Date;
 use serde::Serialize;
 
 use crate::month::Month;
-use crate::store::registry::{Status, StatusChange};
+use crate::store::registry::{Mailbox, Status, StatusChange};
 
 /// Why a BAL is left out of a month's files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -95,6 +95,19 @@ pub fn excluded(test: bool, history: &[StatusChange], r: Month) -> Option<Exclus
             detail: format!("{} since {d}, before {r}", st.as_str()),
         }),
         _ => None,
+    }
+}
+
+impl Mailbox {
+    /// Whether the BAL appears in the files of month `r`
+    /// ([`excluded`]).
+    pub fn included_in(&self, r: Month) -> bool {
+        self.excluded_from(r).is_none()
+    }
+
+    /// Why the BAL is left out of the files of month `r`, or `None` if it is in them.
+    pub fn excluded_from(&self, r: Month) -> Option<String> {
+        excluded(self.test, &self.history, r).map(|e| e.detail)
     }
 }
 

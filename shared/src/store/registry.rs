@@ -13,7 +13,7 @@
 //!
 //! Status history is never rewritten, only appended: exporting an old month
 //! again gives the same files even after later changes (see
-//! [`Mailbox::included_in`]).
+//! `Mailbox::included_in`, in `indicators::membership`).
 
 use std::path::Path;
 
@@ -135,17 +135,6 @@ impl Mailbox {
         let mut m = self.clone();
         m.history.retain(|c| c.recorded.is_none_or(|d| d <= cutoff));
         m
-    }
-
-    /// Whether the BAL appears in the files of month `r`
-    /// ([`crate::indicators::membership::excluded`]).
-    pub fn included_in(&self, r: Month) -> bool {
-        self.excluded_from(r).is_none()
-    }
-
-    /// Why the BAL is left out of the files of month `r`, or `None` if it is in them.
-    pub fn excluded_from(&self, r: Month) -> Option<String> {
-        crate::indicators::membership::excluded(self.test, &self.history, r).map(|e| e.detail)
     }
 }
 
