@@ -18,6 +18,7 @@ use crate::capture::{Capture, Journal, StoreSink};
 use crate::metrics::Metrics;
 use crate::milter::{self, MilterContext, MilterListener};
 use crate::proxy::{self, ProxyContext};
+use crate::recorder::Recorder;
 
 /// The listeners, bound before anything else runs (and before root is dropped).
 struct Listeners {
@@ -170,19 +171,20 @@ async fn serve(
         });
     }
 
+    let recorder = Recorder::new(
+        capture.clone(),
+        classifier.clone(),
+        ids.clone(),
+        policy.clone(),
+    );
     if let (Some(l), Some(p)) = (proxy_listener, &cfg.proxy) {
-        let ctx = ProxyContext::new(p.clone(), capture.clone(), classifier.clone(), ids.clone())
-            .map_err(Error::Config)?
-            .with_policy(policy.clone());
+        let ctx = ProxyContext::new(p.clone(), recorder.clone()).map_err(Error::Config)?;
         tracing::info!(listen = %p.listen, upstream = %p.upstream, tls = ctx.client_tls.is_some(), "proxy front end ready");
         tasks.spawn(proxy::run(l, Arc::new(ctx), stop_rx.clone()));
     }
     if let (Some(l), Some(m)) = (milter_listener, &cfg.milter) {
         let ctx = Arc::new(MilterContext {
-            capture: capture.clone(),
-            classifier: classifier.clone(),
-            ids: ids.clone(),
-            policy: policy.clone(),
+            recorder: recorder.clone(),
         });
         tracing::info!(listen = %m.listen, "milter front end ready");
         let mut stop = stop_rx.clone();

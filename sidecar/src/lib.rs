@@ -3,6 +3,9 @@
 //! ## Layout
 //! - [`daemon`]: `mss-sidecar` itself: load config, open the store, start the
 //!   capture writer and the configured front ends, stop on SIGTERM.
+//! - [`recorder`]: the one recording path: a front end hands it a finished
+//!   transaction (or a login, or a recipient outside the Espace de Confiance);
+//!   it classifies, makes the MAIL_ID, builds the record, commits, counts.
 //! - [`capture`]: the capture writer (group commit, bounded wait, journal).
 //! - [`proxy`]: the SMTP proxy front end and its protocol [`proxy::observer`].
 //! - [`milter`]: the milter front end (Postfix `smtpd_milters` / `non_smtpd_milters`).
@@ -30,3 +33,4 @@ pub mod milter;
 pub mod policy;
 pub mod privdrop;
 pub mod proxy;
+pub mod recorder;

@@ -29,18 +29,14 @@ use std::sync::Arc;
 
 use indymilter::{Callbacks, Context, EomContext, MacroStage, NegotiateContext, ProtoOpts, Status};
 
-use mss_shared::model::{normalize_address, LoginRecord, MailIdGen, MessageRecord, Record};
-use mss_shared::store::capture::Classifier;
+use mss_shared::model::normalize_address;
 
-use crate::capture::Capture;
+use crate::recorder::{Recorder, Transaction};
 
 /// Shared by all milter connections.
 pub struct MilterContext {
-    pub capture: Capture,
-    pub classifier: Classifier,
-    pub ids: Arc<MailIdGen>,
-    /// The liste blanche policy, if configured.
-    pub policy: Option<Arc<crate::policy::Policy>>,
+    /// The one recording path (classification, MAIL_ID, commit, counts).
+    pub recorder: Recorder,
 }
 
 /// Per-connection state (indymilter's `Context.data`).
@@ -105,14 +101,8 @@ async fn on_mail(ctx: &MilterContext, cx: &mut Context<Conn>, args: Vec<CString>
         .map(|s| normalize_address(&s))
         .unwrap_or_else(|| arg0(&args));
     if let Some(user) = macro_str(&cx.macros, "{auth_authen}") {
-        let rec = Record::Login(LoginRecord {
-            bal: normalize_address(&user),
-            time_us: jiff::Timestamp::now().as_microsecond(),
-            service: "smtp".into(),
-            source: "milter".into(),
-        });
-        let cap = ctx.capture.clone();
-        tokio::spawn(async move { cap.commit(rec).await });
+        ctx.recorder
+            .login(normalize_address(&user), "smtp", "milter");
     }
     let conn = cx.data.get_or_insert_with(Conn::default);
     conn.msg = Some(Message {
@@ -126,23 +116,18 @@ async fn on_rcpt(ctx: &MilterContext, cx: &mut Context<Conn>, args: Vec<CString>
     let rcpt = macro_str(&cx.macros, "{rcpt_addr}")
         .map(|s| normalize_address(&s))
         .unwrap_or_else(|| arg0(&args));
-    if let Some(p) = &ctx.policy {
-        let sender = cx
-            .data
-            .as_ref()
-            .and_then(|c| c.msg.as_ref())
-            .map(|m| m.sender.as_str())
-            .unwrap_or("");
-        if let Some((sd, rd)) = p.outside(sender, &rcpt) {
-            crate::policy::note(&ctx.capture, "milter", sd, rd, p.enforce);
-            if p.enforce {
-                use indymilter::SetErrorReply;
-                let _ = cx
-                    .reply
-                    .set_error_reply("550", Some("5.7.1"), [crate::policy::REFUSAL]);
-                return Status::Reject;
-            }
-        }
+    let sender = cx
+        .data
+        .as_ref()
+        .and_then(|c| c.msg.as_ref())
+        .map(|m| m.sender.as_str())
+        .unwrap_or("");
+    if ctx.recorder.check_recipient("milter", sender, &rcpt) == Some(true) {
+        use indymilter::SetErrorReply;
+        let _ = cx
+            .reply
+            .set_error_reply("550", Some("5.7.1"), [crate::policy::REFUSAL]);
+        return Status::Reject;
     }
     let qid = macro_str(&cx.macros, "i");
     if let Some(m) = cx.data.as_mut().and_then(|c| c.msg.as_mut()) {
@@ -199,51 +184,32 @@ async fn on_eom(ctx: &MilterContext, cx: &mut EomContext<Conn>) -> Status {
     if qid.is_some() {
         m.queue_id = qid;
     }
-    let sender_domain = ctx.classifier.operator_domain(&m.sender);
-    let outbound = sender_domain.is_some();
-    let inbound = m
-        .recipients
-        .iter()
-        .any(|r| ctx.classifier.operator_domain(r).is_some());
-    if m.recipients.is_empty() || (!outbound && !inbound) {
-        return Status::Continue;
-    }
-    let time_us = jiff::Timestamp::now().as_microsecond();
-    let rows = if outbound {
-        m.recipients.len() as u64
-    } else {
-        0
-    };
-    let rec = MessageRecord {
-        mail_id: ctx.ids.make(time_us, m.queue_id.as_deref()),
-        queue_id: m.queue_id,
-        message_id: m.message_id,
-        sender: m.sender,
-        recipients: m.recipients,
-        size: m.size,
-        time_us,
-        frontend: "milter".into(),
-    };
-    tracing::debug!(mail_id = %rec.mail_id, rows, size = rec.size, "milter: end of message");
-    let size = rec.size;
-    ctx.capture.commit(Record::Message(rec)).await;
-    ctx.capture
-        .metrics()
-        .count_message("milter", sender_domain.as_deref(), rows, size);
+    ctx.recorder
+        .message(Transaction {
+            sender: m.sender,
+            recipients: m.recipients,
+            size: m.size,
+            queue_id: m.queue_id,
+            message_id: m.message_id,
+            auth: None,
+            frontend: "milter",
+            time_us: jiff::Timestamp::now().as_microsecond(),
+        })
+        .await;
     Status::Continue
 }
 
 async fn on_abort(ctx: &MilterContext, cx: &mut Context<Conn>) -> Status {
     if let Some(c) = cx.data.as_mut() {
         if c.msg.take().is_some() {
-            ctx.capture.metrics().milter.aborted.inc();
+            ctx.recorder.metrics().milter.aborted.inc();
         }
     }
     Status::Continue
 }
 
 async fn on_connect(ctx: &MilterContext, cx: &mut Context<Conn>) -> Status {
-    ctx.capture.metrics().milter.sessions.inc();
+    ctx.recorder.metrics().milter.sessions.inc();
     cx.data = Some(Conn::default());
     Status::Continue
 }

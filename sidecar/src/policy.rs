@@ -296,34 +296,3 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
-
-/// Count and log a recipient outside the Espace de Confiance, and keep it
-/// in the capture store for `mss-admin counts` (without delaying the
-/// session: the record goes through the writer in the background).
-pub fn note(
-    capture: &crate::capture::Capture,
-    frontend: &str,
-    sender_domain: String,
-    recipient_domain: String,
-    refused: bool,
-) {
-    capture
-        .metrics()
-        .outside
-        .inc(if refused { "refused" } else { "reported" });
-    tracing::info!(
-        frontend,
-        from = %sender_domain,
-        to = %recipient_domain,
-        "{} a recipient outside the Espace de Confiance",
-        if refused { "refused" } else { "reported" }
-    );
-    let rec = mss_shared::model::Record::Outside(mss_shared::model::OutsideRecord {
-        sender_domain,
-        recipient_domain,
-        time_us: jiff::Timestamp::now().as_microsecond(),
-        refused,
-    });
-    let c = capture.clone();
-    tokio::spawn(async move { c.commit(rec).await });
-}

@@ -91,6 +91,12 @@ impl RunningProxy {
                 let capture = Capture::start(sink, journal, cfg.store.commit_timeout(), m);
                 let ids = Arc::new(MailIdGen::new(&cfg.operator.node));
                 let policy = mss_sidecar::policy::Policy::load(&cfg).expect("policy");
+                let recorder = mss_sidecar::recorder::Recorder::new(
+                    capture,
+                    Classifier::from_config(&cfg),
+                    ids,
+                    policy,
+                );
                 let mut milter_addr = None;
                 let mut tasks = tokio::task::JoinSet::new();
                 if let Some(mcfg) = &cfg.milter {
@@ -99,10 +105,7 @@ impl RunningProxy {
                         .unwrap();
                     milter_addr = Some(l.local_addr().unwrap());
                     let ctx = Arc::new(MilterContext {
-                        capture: capture.clone(),
-                        classifier: Classifier::from_config(&cfg),
-                        ids: ids.clone(),
-                        policy: policy.clone(),
+                        recorder: recorder.clone(),
                     });
                     let mut stop = stop_rx.clone();
                     tasks.spawn(milter::run(MilterListener::Tcp(l), ctx, async move {
@@ -113,9 +116,7 @@ impl RunningProxy {
                 if let Some(pcfg) = cfg.proxy.clone() {
                     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                     proxy_addr = listener.local_addr().unwrap();
-                    let ctx = ProxyContext::new(pcfg, capture, Classifier::from_config(&cfg), ids)
-                        .unwrap()
-                        .with_policy(policy.clone());
+                    let ctx = ProxyContext::new(pcfg, recorder).unwrap();
                     tasks.spawn(proxy::run(listener, Arc::new(ctx), stop_rx));
                 }
                 addr_tx.send((proxy_addr, milter_addr)).unwrap();

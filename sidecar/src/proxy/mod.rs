@@ -25,40 +25,26 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use mss_shared::config::{Proxy as ProxyConfig, UpstreamTls};
-use mss_shared::model::{LoginRecord, MailIdGen, MessageRecord, Record};
-use mss_shared::store::capture::Classifier;
 
-use crate::capture::Capture;
+use crate::recorder::{Recorder, Transaction};
 use observer::{ClientItem, Limits, Observer};
 
 /// Everything a proxy session needs, shared by all sessions.
 pub struct ProxyContext {
     pub cfg: ProxyConfig,
     pub limits: Limits,
-    pub capture: Capture,
-    pub classifier: Classifier,
-    pub ids: Arc<MailIdGen>,
+    /// The one recording path (classification, MAIL_ID, commit, counts).
+    pub recorder: Recorder,
     pub client_tls: Option<tokio_rustls::TlsAcceptor>,
     pub upstream_tls: Option<tokio_rustls::TlsConnector>,
 }
 
 impl ProxyContext {
-    /// Apply the liste blanche policy to this proxy's RCPTs.
-    pub fn with_policy(mut self, policy: Option<std::sync::Arc<crate::policy::Policy>>) -> Self {
-        self.limits.policy = policy;
-        self
-    }
-
     /// Build from configuration, loading TLS material.
     ///
     /// # Errors
     /// A message naming the TLS file that could not be used.
-    pub fn new(
-        cfg: ProxyConfig,
-        capture: Capture,
-        classifier: Classifier,
-        ids: Arc<MailIdGen>,
-    ) -> Result<Self, String> {
+    pub fn new(cfg: ProxyConfig, recorder: Recorder) -> Result<Self, String> {
         let client_tls = match (&cfg.tls_cert, &cfg.tls_key) {
             (Some(c), Some(k)) => Some(tls::acceptor(c, k)?),
             _ => None,
@@ -71,14 +57,14 @@ impl ProxyContext {
             max_recipients: cfg.max_recipients,
             max_message_bytes: cfg.max_message_bytes,
             hostname: cfg.hostname.clone(),
+            // The liste blanche applies to this proxy's RCPTs.
+            policy: recorder.policy().cloned(),
             ..Limits::default()
         };
         Ok(ProxyContext {
             cfg,
             limits,
-            capture,
-            classifier,
-            ids,
+            recorder,
             client_tls,
             upstream_tls,
         })
@@ -121,7 +107,7 @@ pub async fn run(
         let stop = shutdown.clone();
         let done = done_tx.clone();
         tokio::spawn(async move {
-            ctx.capture.metrics().proxy.sessions.inc();
+            ctx.recorder.metrics().proxy.sessions.inc();
             if let Err(e) = session(sock, &ctx, stop).await {
                 tracing::debug!(%peer, "proxy session ended: {e}");
             }
@@ -277,7 +263,7 @@ async fn session(
     ctx: &ProxyContext,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let metrics = ctx.capture.metrics().clone();
+    let metrics = ctx.recorder.metrics().clone();
     let mut client: BoxStream = Box::new(sock);
     let mut gone = false;
     let (mut up, greeting) = match connect_upstream(ctx).await {
@@ -329,7 +315,7 @@ async fn session(
             }
         }
         for (sd, rd, refused) in obs.take_outside() {
-            crate::policy::note(&ctx.capture, "proxy", sd, rd, refused);
+            ctx.recorder.outside("proxy", sd, rd, refused);
         }
         // Replies produced by one upstream read go back in one write (a
         // pipelining client gets its MAIL/RCPT/DATA replies in one segment);
@@ -344,14 +330,7 @@ async fn session(
                 }
                 ClientItem::Login { user, mechanism } => {
                     tracing::debug!(%user, mechanism, "proxy: SMTP AUTH succeeded");
-                    let cap = ctx.capture.clone();
-                    let rec = Record::Login(LoginRecord {
-                        bal: user,
-                        time_us: jiff::Timestamp::now().as_microsecond(),
-                        service: "smtp".into(),
-                        source: "proxy".into(),
-                    });
-                    tokio::spawn(async move { cap.commit(rec).await });
+                    ctx.recorder.login(user, "smtp", "proxy");
                 }
                 ClientItem::StartTls(reply) => {
                     replies.extend_from_slice(&reply);
@@ -455,37 +434,18 @@ async fn session(
     }
 }
 
-/// Commit an accepted message (bounded wait), counting it.
+/// Hand an accepted message to the recorder (bounded wait, counted there).
 async fn record_message(ctx: &ProxyContext, acc: observer::Accepted) {
-    let sender_domain = ctx.classifier.operator_domain(&acc.sender);
-    let outbound = sender_domain.is_some();
-    let inbound = acc
-        .recipients
-        .iter()
-        .any(|r| ctx.classifier.operator_domain(r).is_some());
-    if !outbound && !inbound {
-        return;
-    }
-    let time_us = jiff::Timestamp::now().as_microsecond();
-    let rows = if outbound {
-        acc.recipients.len() as u64
-    } else {
-        0
-    };
-    let rec = MessageRecord {
-        mail_id: ctx.ids.make(time_us, acc.queue_id.as_deref()),
-        queue_id: acc.queue_id,
-        message_id: acc.message_id,
-        sender: acc.sender,
-        recipients: acc.recipients,
-        size: acc.size,
-        time_us,
-        frontend: "proxy".into(),
-    };
-    tracing::debug!(mail_id = %rec.mail_id, rows, size = rec.size, "proxy: message accepted upstream");
-    let size = rec.size;
-    ctx.capture.commit(Record::Message(rec)).await;
-    ctx.capture
-        .metrics()
-        .count_message("proxy", sender_domain.as_deref(), rows, size);
+    ctx.recorder
+        .message(Transaction {
+            sender: acc.sender,
+            recipients: acc.recipients,
+            size: acc.size,
+            queue_id: acc.queue_id,
+            message_id: acc.message_id,
+            auth: None,
+            frontend: "proxy",
+            time_us: jiff::Timestamp::now().as_microsecond(),
+        })
+        .await;
 }
