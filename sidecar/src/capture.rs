@@ -36,6 +36,12 @@ pub trait Sink: Send + Sync + 'static {
     fn size(&self) -> Option<u64> {
         None
     }
+
+    /// Retention: delete what is older than month `keep_from` (a sink that
+    /// keeps nothing has nothing to purge).
+    fn purge_before(&self, _keep_from: mss_shared::month::Month) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The RocksDB capture store as a sink.
@@ -59,20 +65,6 @@ impl StoreSink {
             store: std::sync::Mutex::new(Some(store)),
             last_reopen: std::sync::Mutex::new(None),
             classifier,
-        }
-    }
-}
-
-impl StoreSink {
-    /// Retention (daily): fold then delete the months before `keep_from`
-    /// (see `CaptureStore::purge_before`). Holds the writer's lock for the
-    /// purge only: range deletes, and a fold of at most a month of
-    /// per-BAL keys.
-    pub fn purge_before(&self, keep_from: mss_shared::month::Month) -> Result<(), String> {
-        let guard = self.store.lock().unwrap_or_else(|p| p.into_inner());
-        match guard.as_ref() {
-            Some(s) => s.purge_before(keep_from).map_err(|e| e.to_string()),
-            None => Err("capture store closed; retention runs again tomorrow".into()),
         }
     }
 }
@@ -103,6 +95,18 @@ impl Sink for StoreSink {
             *guard = None;
         }
         res
+    }
+
+    /// Retention (daily): fold then delete the months before `keep_from`
+    /// (see `CaptureStore::purge_before`). Holds the writer's lock for the
+    /// purge only: range deletes, and a fold of at most a month of
+    /// per-BAL keys.
+    fn purge_before(&self, keep_from: mss_shared::month::Month) -> Result<(), String> {
+        let guard = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            Some(s) => s.purge_before(keep_from).map_err(|e| e.to_string()),
+            None => Err("capture store closed; retention runs again tomorrow".into()),
+        }
     }
 
     fn size(&self) -> Option<u64> {
@@ -301,7 +305,9 @@ impl Capture {
         let why = match tokio::time::timeout_at(deadline, self.tx.send(job)).await {
             Ok(Ok(())) => match tokio::time::timeout_at(deadline, rx).await {
                 Ok(Ok(Ok(()))) => {
-                    self.metrics.commit_latency.observe(started.elapsed());
+                    self.metrics
+                        .commit_latency
+                        .observe(started.elapsed().as_secs_f64());
                     return Outcome::Stored;
                 }
                 Ok(Ok(Err(e))) => e,
@@ -404,7 +410,9 @@ fn writer_loop(
         if sized.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
             sized = Some(Instant::now());
             if let Some(n) = sink.size() {
-                metrics.store_bytes.set(n);
+                metrics
+                    .store_bytes
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
             }
         }
         if ok && journal.is_dirty() {

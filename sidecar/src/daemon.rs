@@ -1,32 +1,31 @@
 //! The `mss-sidecar` daemon.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use mss_shared::config::{Config, ListenAddr, Token};
+use mss_shared::config::{Config, ListenAddr};
 use mss_shared::model::MailIdGen;
 use mss_shared::store::capture::{CaptureStore, Classifier};
 use mss_shared::{exit, Error};
 
-use crate::capture::{Capture, Journal, StoreSink};
+use crate::capture::{Capture, Journal, Sink, StoreSink};
 use crate::metrics::Metrics;
 use crate::milter::{self, MilterContext, MilterListener};
 use crate::proxy::{self, ProxyContext};
 use crate::recorder::Recorder;
 
-/// The listeners, bound before anything else runs (and before root is dropped).
-struct Listeners {
-    proxy: Option<TcpListener>,
-    milter: Option<MilterListener>,
-    events: Option<TcpListener>,
-    dict: Option<crate::events::dict::DictListener>,
-    metrics: Option<TcpListener>,
+/// The listeners, bound before anything else runs (and before root is
+/// dropped). Tests bind `127.0.0.1:0` through the same [`bind_all`].
+pub struct Listeners {
+    pub proxy: Option<TcpListener>,
+    pub milter: Option<MilterListener>,
+    pub events: Option<TcpListener>,
+    pub dict: Option<crate::events::dict::DictListener>,
+    pub metrics: Option<TcpListener>,
 }
 
 /// Load and check everything, bind the listeners, drop root (if started as
@@ -73,8 +72,19 @@ pub fn run(config_path: &Path) -> Result<i32, Error> {
         &cfg,
         jiff::Timestamp::now(),
     ))?;
-    let classifier = Classifier::from_config(&cfg);
-    rt.block_on(serve(cfg, store, classifier, listeners))
+    let sink = Arc::new(StoreSink::new(store, Classifier::from_config(&cfg)));
+    let metrics = Arc::new(Metrics::for_config(&cfg));
+    rt.block_on(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| Error::Other(format!("signal handler: {e}")))?;
+        let signal = async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: stopping (in-flight transactions may finish)"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+            }
+        };
+        serve(listeners, cfg, sink, metrics, signal).await
+    })
 }
 
 async fn bind(key: &str, addr: &str) -> Result<TcpListener, Error> {
@@ -84,7 +94,10 @@ async fn bind(key: &str, addr: &str) -> Result<TcpListener, Error> {
 }
 
 /// Bind everything first: a bind failure exits before anything runs.
-async fn bind_all(cfg: &Config) -> Result<Listeners, Error> {
+///
+/// # Errors
+/// [`Error::Bind`] naming the key whose address cannot be bound.
+pub async fn bind_all(cfg: &Config) -> Result<Listeners, Error> {
     let proxy = match &cfg.proxy {
         Some(p) => Some(bind("proxy.listen", &p.listen).await?),
         None => None,
@@ -127,12 +140,21 @@ async fn bind_all(cfg: &Config) -> Result<Listeners, Error> {
     })
 }
 
-async fn serve(
-    cfg: Config,
-    store: CaptureStore,
-    classifier: Classifier,
+/// Run the daemon on already bound `listeners` until `shutdown` completes
+/// (as mini-redis' `server::run`): the capture writer on `sink`, the front
+/// ends, the events endpoint, `/metrics`, retention. `main` passes the
+/// signals; tests pass a channel.
+///
+/// # Errors
+/// Configuration problems found at start (policy file, TLS material).
+pub async fn serve(
     listeners: Listeners,
+    cfg: Config,
+    sink: Arc<dyn Sink>,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<i32, Error> {
+    let classifier = Classifier::from_config(&cfg);
     let Listeners {
         proxy: proxy_listener,
         milter: milter_listener,
@@ -142,9 +164,7 @@ async fn serve(
     } = listeners;
     let policy = crate::policy::Policy::load(&cfg)?;
     // Only now start the writer: an early error drops the store cleanly.
-    let metrics = Arc::new(Metrics::for_domains(&cfg.operator.domains));
     let journal = Arc::new(Journal::new(cfg.store.journal_path()));
-    let sink = Arc::new(StoreSink::new(store, classifier.clone()));
     let retention_sink = sink.clone();
     let capture = Capture::start(sink, journal, cfg.store.commit_timeout(), metrics.clone());
     let ids = Arc::new(MailIdGen::new(&cfg.operator.node));
@@ -217,23 +237,22 @@ async fn serve(
     if let Some(l) = metrics_listener {
         tasks.spawn(watch_export(cfg.clone(), metrics.clone(), stop_rx.clone()));
         let token = cfg.metrics.as_ref().and_then(|m| m.token.clone());
-        tasks.spawn(serve_metrics_auth(
+        let app = crate::http::with_bearer(crate::http::metrics_router(metrics.clone()), token);
+        tasks.spawn(crate::http::serve(
             l,
-            metrics.clone(),
-            token,
+            app,
             stop_rx.clone(),
+            "metrics endpoint",
         ));
     }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), store = %cfg.store.capture_path.display(), "mss-sidecar started");
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| Error::Other(format!("signal handler: {e}")))?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping (in-flight transactions may finish)"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
-    }
+    shutdown.await;
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
+    // The last handle on the writer's queue besides `capture`: without it
+    // gone the writer would wait for more records until the timeout.
+    drop(recorder);
     let closed = tokio::task::spawn_blocking(move || capture.shutdown(Duration::from_secs(10)))
         .await
         .unwrap_or(false);
@@ -251,107 +270,11 @@ async fn watch_export(cfg: Config, metrics: Arc<Metrics>, mut stop: watch::Recei
     loop {
         let c = cfg.clone();
         if let Ok(g) = tokio::task::spawn_blocking(move || crate::export_watch::read(&c)).await {
-            *metrics.export.lock().unwrap_or_else(|e| e.into_inner()) = g;
+            metrics.set_export(&g);
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(60)) => {}
             _ = stop.changed() => return,
         }
-    }
-}
-
-/// A minimal HTTP/1.1 responder for `GET /metrics` (Prometheus scrapes).
-pub async fn serve_metrics(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    stop: watch::Receiver<bool>,
-) {
-    serve_metrics_auth(listener, metrics, None, stop).await
-}
-
-/// [`serve_metrics`], answering `401` to requests without
-/// `Authorization: Bearer <token>` when a token is configured.
-pub async fn serve_metrics_auth(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    token: Option<Token>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let token = token.map(Arc::new);
-    loop {
-        let (mut sock, _peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
-            a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
-            _ = stop.changed() => return,
-        };
-        let m = metrics.clone();
-        let token = token.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 8192];
-            let mut n = 0;
-            // Read up to the end of the headers (bounded by the buffer and 5 s).
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-            while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") && n < buf.len() {
-                match tokio::time::timeout_at(deadline, sock.read(&mut buf[n..])).await {
-                    Ok(Ok(0)) if n > 0 => break,
-                    Ok(Ok(k)) if k > 0 => n += k,
-                    _ => return,
-                }
-            }
-            let req = &buf[..n];
-            let authorized = token
-                .as_ref()
-                .is_none_or(|t| t.accepts(header(req, b"authorization")));
-            let (status, extra, body) = if !authorized {
-                (
-                    "401 Unauthorized",
-                    "WWW-Authenticate: Bearer\r\n",
-                    "missing or wrong bearer token\n".to_string(),
-                )
-            } else if req.starts_with(b"GET /metrics ") {
-                ("200 OK", "", m.render())
-            } else {
-                ("404 Not Found", "", "try /metrics\n".to_string())
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\n{extra}Content-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-        });
-    }
-}
-
-/// The value of header `name` (lower-case) in a raw HTTP/1 request head.
-fn header<'a>(req: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    let head_end = req
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(req.len());
-    req[..head_end]
-        .split(|&b| b == b'\n')
-        .skip(1)
-        .find_map(|line| {
-            let colon = line.iter().position(|&b| b == b':')?;
-            line[..colon]
-                .trim_ascii()
-                .eq_ignore_ascii_case(name)
-                .then(|| line[colon + 1..].trim_ascii())
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn header_lookup_is_case_insensitive_and_stops_at_the_body() {
-        let req = b"GET /metrics HTTP/1.1\r\nHost: x\r\nauthorization:  Bearer abc \r\n\r\nAuthorization: Bearer body";
-        assert_eq!(
-            super::header(req, b"authorization"),
-            Some(&b"Bearer abc"[..])
-        );
-        assert_eq!(
-            super::header(b"GET / HTTP/1.1\r\n\r\n", b"authorization"),
-            None
-        );
-        assert_eq!(super::header(b"", b"host"), None);
     }
 }

@@ -12,7 +12,8 @@
 //! - [`events`]: login events: HTTP endpoint (Dovecot 2.3/2.4 `event_exporter`, generic JSON) and Dovecot's `last_login` dict socket (`events/dict.rs`, protocol 3 and 4; `events/generations.rs`: tests of both Dovecot generations).
 //! - [`privdrop`]: becoming `[service] user` when started as root.
 //! - [`policy`]: the liste blanche policy (refuse or report recipients outside the Espace de Confiance).
-//! - [`metrics`]: counters and the `/metrics` endpoint; [`export_watch`]: the
+//! - [`http`]: the HTTP listeners on axum: bearer-token layer, `/metrics` router, serving.
+//! - [`metrics`]: the metrics on `prometheus-client` (typed label sets); [`export_watch`]: the
 //!   export state and certificate expiry read for `/metrics` every minute.
 //! - [`admin`]: every `mss-admin` subcommand, one file per group (counts,
 //!   mailbox, logins, status, reconcile, report…); depends on `mss-shared`
@@ -28,6 +29,7 @@ pub mod events;
 pub mod export_watch;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod http;
 pub mod metrics;
 pub mod milter;
 pub mod policy;

@@ -1,90 +1,130 @@
-//! Counters shared by every front end, rendered in the Prometheus text format.
+//! The daemon's metrics, on the official `prometheus-client` crate: typed
+//! label sets, one registry, the OpenMetrics text format on `GET /metrics`
+//! (served by [`crate::http`]).
 //!
-//! Hand-rolled on atomics: a handful of counters and one histogram do not
-//! justify a registry crate on the SMTP hot path.
+//! Names are those README.md documents (a counter registered as
+//! `mss_sessions` is exposed as `mss_sessions_total`). `domain` labels only
+//! take the operator's domains (and `other`): a bounded set.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter as PCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use mss_shared::model::Record;
 
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
+/// A monotonic counter (`inc`, `inc_by`, `get`).
+pub type Counter = PCounter<u64, AtomicU64>;
 
-impl Counter {
-    pub fn set(&self, n: u64) {
-        self.0.store(n, Ordering::Relaxed);
-    }
-    pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FrontendLabel {
+    pub frontend: String,
 }
 
-/// Latency histogram with fixed buckets (seconds).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FrontendDomain {
+    pub frontend: String,
+    pub domain: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DomainLabel {
+    pub domain: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabel {
+    pub action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExportLabel {
+    pub month: String,
+    pub state: String,
+}
+
+/// A label set of one value, built from it.
+pub trait OneLabel: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug {
+    fn of(v: &str) -> Self;
+}
+
+macro_rules! one_label {
+    ($t:ident, $f:ident) => {
+        impl OneLabel for $t {
+            fn of(v: &str) -> Self {
+                $t { $f: v.to_string() }
+            }
+        }
+    };
+}
+one_label!(SourceLabel, source);
+one_label!(ActionLabel, action);
+one_label!(ReasonLabel, reason);
+one_label!(DomainLabel, domain);
+
+/// Counters keyed by one label value (a handful of distinct values).
 #[derive(Debug)]
-pub struct Histogram {
-    bounds: &'static [f64],
-    buckets: Vec<AtomicU64>,
-    sum_us: AtomicU64,
-    count: AtomicU64,
+pub struct Labeled<L: OneLabel>(Family<L, Counter>);
+
+impl<L: OneLabel + Send + Sync + 'static> Labeled<L> {
+    fn new() -> Self {
+        Labeled(Family::default())
+    }
+
+    /// Create these series with a zero value.
+    fn init(&self, values: &[&str]) {
+        for v in values {
+            let _ = self.0.get_or_create(&L::of(v));
+        }
+    }
+
+    pub fn inc(&self, v: &str) {
+        self.0.get_or_create(&L::of(v)).inc();
+    }
+
+    pub fn add(&self, v: &str, n: u64) {
+        self.0.get_or_create(&L::of(v)).inc_by(n);
+    }
+
+    pub fn get(&self, v: &str) -> u64 {
+        self.0.get(&L::of(v)).map_or(0, |c| c.get())
+    }
 }
 
-const LATENCY_BOUNDS: &[f64] = &[
+/// Label values created at start with a zero value, so every series exists
+/// from the first scrape (`rate()` works at once, dashboards show 0, not
+/// "no data"); others are still counted when they appear.
+const LOGIN_SOURCES: [&str; 5] = ["dovecot", "dict", "api", "milter", "proxy"];
+const OUTSIDE_ACTIONS: [&str; 2] = ["refused", "reported"];
+const EVENT_REJECT_REASONS: [&str; 6] = [
+    "bad_json",
+    "missing_field",
+    "bad_field",
+    "bad_address",
+    "bad_time",
+    "too_large",
+];
+
+/// Latency buckets (seconds) of the capture commit.
+const LATENCY_BOUNDS: [f64; 11] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
 
-impl Default for Histogram {
-    fn default() -> Self {
-        Histogram {
-            bounds: LATENCY_BOUNDS,
-            buckets: LATENCY_BOUNDS.iter().map(|_| AtomicU64::new(0)).collect(),
-            sum_us: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Histogram {
-    pub fn observe(&self, d: Duration) {
-        let s = d.as_secs_f64();
-        for (b, c) in self.bounds.iter().zip(&self.buckets) {
-            if s <= *b {
-                c.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.sum_us
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn render(&self, name: &str, out: &mut String) {
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        for (b, c) in self.bounds.iter().zip(&self.buckets) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{b}\"}} {}",
-                c.load(Ordering::Relaxed)
-            );
-        }
-        let n = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {n}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "{name}_count {n}");
-    }
-}
-
-/// Per front end counters.
+/// Per front end counters (members of the `frontend`-labelled families).
 #[derive(Debug, Default)]
 pub struct Frontend {
     pub sessions: Counter,
@@ -95,7 +135,14 @@ pub struct Frontend {
     pub protocol_errors: Counter,
 }
 
+/// Export state and certificate expiry, read every minute ([`crate::export_watch`]).
 #[derive(Debug, Default)]
+pub struct ExportMetrics {
+    pub state: Family<ExportLabel, Gauge>,
+    pub cert_days_left: Gauge,
+}
+
+#[derive(Debug)]
 pub struct Metrics {
     pub proxy: Frontend,
     pub milter: Frontend,
@@ -107,74 +154,225 @@ pub struct Metrics {
     pub stored_messages: Counter,
     pub commit_latency: Histogram,
     /// Login events received, by source (dovecot, dict, api, milter, proxy).
-    pub login_sources: LabelCounters,
-    /// Recipients outside the Espace de Confiance, by mode (refused / reported).
-    pub outside: LabelCounters,
+    pub login_sources: Labeled<SourceLabel>,
+    /// Recipients outside the Espace de Confiance, by action (refused / reported).
+    pub outside: Labeled<ActionLabel>,
     /// Login events refused by the events endpoint, by reason.
-    pub events_rejected: LabelCounters,
-    /// Rows captured by front end and operator domain (label value
-    /// `<frontend>",domain="<domain>`: operator domains only, a bounded set).
-    pub rows_by_domain: LabelCounters,
-    /// Messages and bytes (TAILLE, once per message) captured, same labels.
-    pub messages_by_domain: LabelCounters,
-    pub bytes_by_domain: LabelCounters,
+    pub events_rejected: Labeled<ReasonLabel>,
+    /// Rows, messages and bytes (TAILLE, once per message) captured, by
+    /// front end and operator domain.
+    pub rows_by_domain: Family<FrontendDomain, Counter>,
+    pub messages_by_domain: Family<FrontendDomain, Counter>,
+    pub bytes_by_domain: Family<FrontendDomain, Counter>,
     /// Login events stored, by operator domain (`other` for any other).
-    pub logins_by_domain: LabelCounters,
+    pub logins_by_domain: Labeled<DomainLabel>,
     /// Capture store size on disk (SST files), refreshed by the writer.
-    pub store_bytes: Counter,
-    /// Export state and certificate expiry ([`crate::export_watch`]).
-    pub export: std::sync::Mutex<crate::export_watch::ExportGauges>,
+    pub store_bytes: Gauge,
+    pub export: ExportMetrics,
     /// The operator domains: the only `domain` label values besides `other`.
     pub domains: Vec<String>,
+    registry: Registry,
 }
 
-/// Counters keyed by a label value (a handful of distinct values).
-#[derive(Debug, Default)]
-pub struct LabelCounters(std::sync::Mutex<std::collections::BTreeMap<String, u64>>);
+fn labeled<L: OneLabel + Send + Sync + 'static>(
+    name: &str,
+    help: &str,
+    reg: &mut Registry,
+) -> Labeled<L> {
+    let l = Labeled::new();
+    reg.register(name, help, l.0.clone());
+    l
+}
 
-impl LabelCounters {
-    pub fn inc(&self, label: &str) {
-        self.add(label, 1);
-    }
-
-    pub fn add(&self, label: &str, n: u64) {
-        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match m.get_mut(label) {
-            Some(v) => *v += n,
-            None => {
-                m.insert(label.to_string(), n);
-            }
-        }
-    }
-
-    pub fn get(&self, label: &str) -> u64 {
-        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        m.get(label).copied().unwrap_or(0)
-    }
-
-    fn render(&self, name: &str, help: &str, label: &str, out: &mut String) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        for (k, v) in m.iter() {
-            let _ = writeln!(out, "{name}{{{label}=\"{k}\"}} {v}");
-        }
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new(&[], false)
     }
 }
 
 impl Metrics {
     /// Metrics whose `domain` labels are `domains` (and `other`).
     pub fn for_domains(domains: &[String]) -> Metrics {
+        Metrics::new(domains, false)
+    }
+
+    /// Metrics for a daemon configured by `cfg` (the certificate gauge only
+    /// when `sipil.client_cert` is set).
+    pub fn for_config(cfg: &mss_shared::config::Config) -> Metrics {
+        let cert = cfg.sipil.as_ref().is_some_and(|s| s.client_cert.is_some());
+        Metrics::new(&cfg.operator.domains, cert)
+    }
+
+    fn new(domains: &[String], cert: bool) -> Metrics {
+        let mut reg = Registry::default();
+        let fe_family = |name: &str, help: &str, reg: &mut Registry| {
+            let f: Family<FrontendLabel, Counter> = Family::default();
+            reg.register(name, help, f.clone());
+            let get = |n: &str| f.get_or_create_owned(&FrontendLabel { frontend: n.into() });
+            (get("proxy"), get("milter"))
+        };
+        let (mut proxy, mut milter) = (Frontend::default(), Frontend::default());
+        for (name, help, pick) in [
+            (
+                "mss_sessions",
+                "client sessions accepted",
+                (|f| &mut f.sessions) as fn(&mut Frontend) -> &mut Counter,
+            ),
+            (
+                "mss_transactions",
+                "messages accepted by the next hop and captured",
+                |f| &mut f.transactions,
+            ),
+            ("mss_rows", "recipient rows captured", |f| &mut f.rows),
+            (
+                "mss_transactions_aborted",
+                "transactions refused or aborted (no row)",
+                |f| &mut f.aborted,
+            ),
+            (
+                "mss_upstream_errors",
+                "upstream unreachable, timed out or not speaking SMTP",
+                |f| &mut f.upstream_errors,
+            ),
+            (
+                "mss_protocol_errors",
+                "client sessions closed for a protocol violation",
+                |f| &mut f.protocol_errors,
+            ),
+        ] {
+            let (p, m) = fe_family(name, help, &mut reg);
+            *pick(&mut proxy) = p;
+            *pick(&mut milter) = m;
+        }
+        let counter = |name: &str, help: &str, reg: &mut Registry| {
+            let c = Counter::default();
+            reg.register(name, help, c.clone());
+            c
+        };
+        let logins = counter("mss_login_events", "login events stored", &mut reg);
+        let batches = counter("mss_store_batches", "group commits", &mut reg);
+        let store_errors = counter("mss_store_errors", "failed store writes", &mut reg);
+        let journal_records = counter(
+            "mss_journal_records",
+            "records written to the fallback journal",
+            &mut reg,
+        );
+        let lost_records = counter(
+            "mss_lost_records",
+            "records neither stored nor journaled",
+            &mut reg,
+        );
+        let commit_latency = Histogram::new(LATENCY_BOUNDS);
+        reg.register(
+            "mss_capture_commit_seconds",
+            "time to make a message's rows durable (group commit)",
+            commit_latency.clone(),
+        );
+        let login_sources = labeled(
+            "mss_login_events_received",
+            "login events received, by source",
+            &mut reg,
+        );
+        let outside = labeled(
+            "mss_outside_trust_space",
+            "recipients outside the Espace de Confiance (liste blanche policy)",
+            &mut reg,
+        );
+        let events_rejected = labeled(
+            "mss_login_events_rejected",
+            "login events refused by the events endpoint, by reason",
+            &mut reg,
+        );
+        let by_domain = |name: &str, help: &str, reg: &mut Registry| {
+            let f: Family<FrontendDomain, Counter> = Family::default();
+            reg.register(name, help, f.clone());
+            f
+        };
+        let rows_by_domain = by_domain(
+            "mss_domain_rows",
+            "Echanges rows captured, by front end and operator domain",
+            &mut reg,
+        );
+        let messages_by_domain = by_domain(
+            "mss_domain_messages",
+            "messages captured, by front end and operator domain",
+            &mut reg,
+        );
+        let bytes_by_domain = by_domain(
+            "mss_domain_bytes",
+            "bytes (TAILLE, once per message) captured, by front end and operator domain",
+            &mut reg,
+        );
+        let logins_by_domain = labeled(
+            "mss_domain_logins",
+            "login events stored, by operator domain (other: any other domain)",
+            &mut reg,
+        );
+        let store_bytes = Gauge::default();
+        reg.register(
+            "mss_store_bytes",
+            "capture store size on disk (SST files)",
+            store_bytes.clone(),
+        );
+        let export = ExportMetrics::default();
+        reg.register(
+            "mss_export_state",
+            "delivery state of a month at the ANS (1 for the current state), from mss-export",
+            export.state.clone(),
+        );
+        if cert {
+            reg.register(
+                "mss_client_certificate_expiry_days",
+                "days until sipil.client_cert expires (negative: expired)",
+                export.cert_days_left.clone(),
+            );
+        }
+        login_sources.init(&LOGIN_SOURCES);
+        outside.init(&OUTSIDE_ACTIONS);
+        events_rejected.init(&EVENT_REJECT_REASONS);
+        let mut label_domains: Vec<String> = domains.to_vec();
+        label_domains.push("other".into());
+        for d in &label_domains {
+            logins_by_domain.init(&[d.as_str()]);
+            for fe in ["proxy", "milter"] {
+                let l = FrontendDomain {
+                    frontend: fe.into(),
+                    domain: d.clone(),
+                };
+                for f in [&rows_by_domain, &messages_by_domain, &bytes_by_domain] {
+                    let _ = f.get_or_create(&l);
+                }
+            }
+        }
         Metrics {
+            proxy,
+            milter,
+            logins,
+            batches,
+            store_errors,
+            journal_records,
+            lost_records,
+            stored_messages: Counter::default(),
+            commit_latency,
+            login_sources,
+            outside,
+            events_rejected,
+            rows_by_domain,
+            messages_by_domain,
+            bytes_by_domain,
+            logins_by_domain,
+            store_bytes,
+            export,
             domains: domains.to_vec(),
-            ..Metrics::default()
+            registry: reg,
         }
     }
 
-    fn domain_label<'a>(&'a self, domain: &'a str) -> &'a str {
+    fn domain_label(&self, domain: &str) -> String {
         if self.domains.iter().any(|d| d == domain) {
-            domain
+            domain.to_string()
         } else {
-            "other"
+            "other".to_string()
         }
     }
 
@@ -183,12 +381,15 @@ impl Metrics {
     pub fn count_message(&self, frontend: &str, domain: Option<&str>, rows: u64, bytes: u64) {
         let fe = self.frontend(frontend);
         fe.transactions.inc();
-        fe.rows.add(rows);
+        fe.rows.inc_by(rows);
         if let Some(d) = domain {
-            let label = format!("{frontend}\",domain=\"{}", self.domain_label(d));
-            self.rows_by_domain.add(&label, rows);
-            self.messages_by_domain.inc(&label);
-            self.bytes_by_domain.add(&label, bytes);
+            let l = FrontendDomain {
+                frontend: frontend.to_string(),
+                domain: self.domain_label(d),
+            };
+            self.rows_by_domain.get_or_create(&l).inc_by(rows);
+            self.messages_by_domain.get_or_create(&l).inc();
+            self.bytes_by_domain.get_or_create(&l).inc_by(bytes);
         }
     }
 
@@ -201,154 +402,42 @@ impl Metrics {
 
     pub(crate) fn count_stored(&self, r: &Record) {
         match r {
-            Record::Message(_) => self.stored_messages.inc(),
+            Record::Message(_) => {
+                self.stored_messages.inc();
+            }
             Record::Login(l) => {
                 self.logins.inc();
                 let d = mss_shared::config::domain_of(&l.bal).unwrap_or_default();
-                self.logins_by_domain.inc(self.domain_label(&d));
+                self.logins_by_domain.inc(&self.domain_label(&d));
             }
             Record::Outside(_) => {}
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let mut o = String::new();
-        type Pick = fn(&Frontend) -> &Counter;
-        let fe: [(&str, &str, Pick); 6] = [
-            ("mss_sessions_total", "client sessions accepted", |f| {
-                &f.sessions
-            }),
-            (
-                "mss_transactions_total",
-                "messages accepted by the next hop and captured",
-                |f| &f.transactions,
-            ),
-            ("mss_rows_total", "recipient rows captured", |f| &f.rows),
-            (
-                "mss_transactions_aborted_total",
-                "transactions refused or aborted (no row)",
-                |f| &f.aborted,
-            ),
-            (
-                "mss_upstream_errors_total",
-                "upstream unreachable, timed out or not speaking SMTP",
-                |f| &f.upstream_errors,
-            ),
-            (
-                "mss_protocol_errors_total",
-                "client sessions closed for a protocol violation",
-                |f| &f.protocol_errors,
-            ),
-        ];
-        for (name, help, get) in fe {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (label, f) in [("proxy", &self.proxy), ("milter", &self.milter)] {
-                let _ = writeln!(o, "{name}{{frontend=\"{label}\"}} {}", get(f).get());
-            }
-        }
-        for (name, help, c) in [
-            (
-                "mss_login_events_total",
-                "login events stored",
-                &self.logins,
-            ),
-            ("mss_store_batches_total", "group commits", &self.batches),
-            (
-                "mss_store_errors_total",
-                "failed store writes",
-                &self.store_errors,
-            ),
-            (
-                "mss_journal_records_total",
-                "records written to the fallback journal",
-                &self.journal_records,
-            ),
-            (
-                "mss_lost_records_total",
-                "records neither stored nor journaled",
-                &self.lost_records,
-            ),
-        ] {
-            let _ = writeln!(
-                o,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                c.get()
-            );
-        }
-        self.commit_latency
-            .render("mss_capture_commit_seconds", &mut o);
-        self.login_sources.render(
-            "mss_login_events_received_total",
-            "login events received, by source",
-            "source",
-            &mut o,
-        );
-        self.outside.render(
-            "mss_outside_trust_space_total",
-            "recipients outside the Espace de Confiance (liste blanche policy)",
-            "action",
-            &mut o,
-        );
-        self.events_rejected.render(
-            "mss_login_events_rejected_total",
-            "login events refused by the events endpoint, by reason",
-            "reason",
-            &mut o,
-        );
-        self.rows_by_domain.render(
-            "mss_domain_rows_total",
-            "Echanges rows captured, by front end and operator domain",
-            "frontend",
-            &mut o,
-        );
-        self.messages_by_domain.render(
-            "mss_domain_messages_total",
-            "messages captured, by front end and operator domain",
-            "frontend",
-            &mut o,
-        );
-        self.bytes_by_domain.render(
-            "mss_domain_bytes_total",
-            "bytes (TAILLE, once per message) captured, by front end and operator domain",
-            "frontend",
-            &mut o,
-        );
-        self.logins_by_domain.render(
-            "mss_domain_logins_total",
-            "login events stored, by operator domain (other: any other domain)",
-            "domain",
-            &mut o,
-        );
-        let g = self
-            .export
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let _ = writeln!(
-            o,
-            "# HELP mss_export_state delivery state of a month at the ANS (1 for the current state), from mss-export\n# TYPE mss_export_state gauge"
-        );
+    /// Replace the export gauges with what [`crate::export_watch::read`] found.
+    pub fn set_export(&self, g: &crate::export_watch::ExportGauges) {
+        self.export.state.clear();
         for (month, state) in &g.months {
             for s in crate::export_watch::STATES {
-                let _ = writeln!(
-                    o,
-                    "mss_export_state{{month=\"{month}\",state=\"{s}\"}} {}",
-                    u8::from(s == state)
-                );
+                self.export
+                    .state
+                    .get_or_create(&ExportLabel {
+                        month: month.clone(),
+                        state: s.to_string(),
+                    })
+                    .set(i64::from(s == state));
             }
         }
         if let Some(d) = g.cert_days_left {
-            let _ = writeln!(
-                o,
-                "# HELP mss_client_certificate_expiry_days days until sipil.client_cert expires (negative: expired)\n# TYPE mss_client_certificate_expiry_days gauge\nmss_client_certificate_expiry_days {d}"
-            );
+            self.export.cert_days_left.set(d);
         }
-        let _ = writeln!(
-            o,
-            "# HELP mss_store_bytes capture store size on disk (SST files)\n# TYPE mss_store_bytes gauge\nmss_store_bytes {}",
-            self.store_bytes.get()
-        );
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut o = String::new();
+        prometheus_client::encoding::text::encode(&mut o, &self.registry)
+            .expect("writing to a String");
         o
     }
 }

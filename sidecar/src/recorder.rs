@@ -246,8 +246,21 @@ mod tests {
         let m = r.metrics();
         assert_eq!(m.milter.transactions.get(), 2);
         assert_eq!(m.milter.rows.get(), 2);
-        assert_eq!(m.rows_by_domain.get("milter\",domain=\"ch-a.fr"), 2);
-        assert_eq!(m.bytes_by_domain.get("milter\",domain=\"ch-a.fr"), 1234);
+        let l = crate::metrics::FrontendDomain {
+            frontend: "milter".into(),
+            domain: "ch-a.fr".into(),
+        };
+        let get = |f: &prometheus_client::metrics::family::Family<_, crate::metrics::Counter>| {
+            f.get(&l).map_or(0, |c| c.get())
+        };
+        assert_eq!(
+            (
+                get(&m.rows_by_domain),
+                get(&m.messages_by_domain),
+                get(&m.bytes_by_domain)
+            ),
+            (2, 1, 1234)
+        );
         assert_eq!(
             r.classify("x@ext.fr", &["b@ch-a.fr".into()]),
             Direction::Inbound

@@ -1,5 +1,5 @@
-//! Run the sidecar's proxy front end in-process (so a test can swap the
-//! store), or the real binaries, and read back what was captured.
+//! Run the sidecar in-process through the daemon's own `serve` (so a test
+//! can swap the store), or the real binaries, and read back what was captured.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mss_shared::config::Config;
-use mss_shared::model::MailIdGen;
 use mss_shared::month::Month;
 use mss_shared::store::capture::{CaptureStore, Classifier, OutRow};
-use mss_sidecar::capture::{Capture, Journal, Sink, StoreSink};
+use mss_sidecar::capture::{Sink, StoreSink};
+use mss_sidecar::daemon;
 use mss_sidecar::metrics::Metrics;
-use mss_sidecar::milter::{self, MilterContext, MilterListener};
-use mss_sidecar::proxy::{self, ProxyContext};
+use mss_sidecar::milter::MilterListener;
 
 /// Operator domain used by every test.
 pub const DOMAIN: &str = "ch-test.mssante.fr";
@@ -74,10 +73,15 @@ impl RunningProxy {
         Self::start_with_sink(dir, cfg, sink)
     }
 
-    /// Start with any sink (failing stores in tests).
-    pub fn start_with_sink(dir: &Path, cfg: Config, sink: Arc<dyn Sink>) -> RunningProxy {
-        let metrics = Arc::new(Metrics::default());
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    /// Start with any sink (failing stores in tests): the daemon's own
+    /// [`daemon::serve`] on listeners bound by [`daemon::bind_all`] (the
+    /// proxy on `127.0.0.1:0`), stopped by [`RunningProxy::stop`].
+    pub fn start_with_sink(dir: &Path, mut cfg: Config, sink: Arc<dyn Sink>) -> RunningProxy {
+        if let Some(p) = cfg.proxy.as_mut() {
+            p.listen = "127.0.0.1:0".into();
+        }
+        let metrics = Arc::new(Metrics::for_config(&cfg));
+        let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let m = metrics.clone();
         let thread = std::thread::spawn(move || {
@@ -87,40 +91,22 @@ impl RunningProxy {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let journal = Arc::new(Journal::new(cfg.store.journal_path()));
-                let capture = Capture::start(sink, journal, cfg.store.commit_timeout(), m);
-                let ids = Arc::new(MailIdGen::new(&cfg.operator.node));
-                let policy = mss_sidecar::policy::Policy::load(&cfg).expect("policy");
-                let recorder = mss_sidecar::recorder::Recorder::new(
-                    capture,
-                    Classifier::from_config(&cfg),
-                    ids,
-                    policy,
-                );
-                let mut milter_addr = None;
-                let mut tasks = tokio::task::JoinSet::new();
-                if let Some(mcfg) = &cfg.milter {
-                    let l = tokio::net::TcpListener::bind(mcfg.listen.as_str())
-                        .await
-                        .unwrap();
-                    milter_addr = Some(l.local_addr().unwrap());
-                    let ctx = Arc::new(MilterContext {
-                        recorder: recorder.clone(),
-                    });
-                    let mut stop = stop_rx.clone();
-                    tasks.spawn(milter::run(MilterListener::Tcp(l), ctx, async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    }));
-                }
-                let mut proxy_addr: SocketAddr = "0.0.0.0:0".parse().unwrap();
-                if let Some(pcfg) = cfg.proxy.clone() {
-                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                    proxy_addr = listener.local_addr().unwrap();
-                    let ctx = ProxyContext::new(pcfg, recorder).unwrap();
-                    tasks.spawn(proxy::run(listener, Arc::new(ctx), stop_rx));
-                }
+                let listeners = daemon::bind_all(&cfg).await.expect("bind");
+                let proxy_addr: SocketAddr = match &listeners.proxy {
+                    Some(l) => l.local_addr().unwrap(),
+                    None => "0.0.0.0:0".parse().unwrap(),
+                };
+                let milter_addr = match &listeners.milter {
+                    Some(MilterListener::Tcp(l)) => Some(l.local_addr().unwrap()),
+                    _ => None,
+                };
                 addr_tx.send((proxy_addr, milter_addr)).unwrap();
-                while tasks.join_next().await.is_some() {}
+                let shutdown = async move {
+                    let _ = stop_rx.wait_for(|s| *s).await;
+                };
+                daemon::serve(listeners, cfg, sink, m, shutdown)
+                    .await
+                    .expect("daemon");
             });
         });
         let (addr, milter) = addr_rx

@@ -806,6 +806,32 @@ fn structures_reports_equal_the_ans_files_render_in_chromium_and_are_mailed() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let samples = sample_names(&scraped);
+    // Parsed as Prometheus does: every metric README.md documents is there,
+    // every label well-formed.
+    let body = scraped
+        .split_once("\r\n\r\n")
+        .map_or(scraped.as_str(), |(_, b)| b);
+    let parsed = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let parsed_names: BTreeSet<&str> = parsed.samples.iter().map(|s| s.metric.as_str()).collect();
+    for doc in documented_metrics() {
+        assert!(
+            samples.contains(&doc),
+            "{doc} (README.md) is not on /metrics:\n{scraped}"
+        );
+    }
+    for s in &parsed.samples {
+        for (k, v) in s.labels.iter() {
+            assert!(
+                !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "{s:?}"
+            );
+            assert!(!v.is_empty() && !v.contains('"'), "{s:?}");
+        }
+    }
+    assert!(
+        parsed_names.contains("mss_transactions_total"),
+        "{parsed_names:?}"
+    );
     let missing: Vec<&String> = names.iter().filter(|n| !samples.contains(*n)).collect();
     assert!(
         missing.is_empty(),
@@ -835,6 +861,20 @@ fn structures_reports_equal_the_ans_files_render_in_chromium_and_are_mailed() {
         .unwrap();
     assert!(days.parse::<i64>().unwrap() > 30, "{days}");
     stop(side);
+}
+
+/// The metric names of README.md's metrics table (`| \`mss_…\` |` lines).
+fn documented_metrics() -> BTreeSet<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let readme = std::fs::read_to_string(path).unwrap();
+    let out: BTreeSet<String> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `mss_"))
+        .filter_map(|l| l.split('`').next())
+        .map(|n| format!("mss_{n}"))
+        .collect();
+    assert!(out.len() >= 20, "{out:?}");
+    out
 }
 
 /// Every metric name in the dashboard's expressions.
@@ -871,10 +911,19 @@ fn sample_names(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for l in body.lines().filter(|l| !l.is_empty()) {
         if let Some(t) = l.strip_prefix("# TYPE ") {
-            out.insert(t.split(' ').next().unwrap_or_default().to_string());
+            // OpenMetrics: a family's samples carry the suffixes of its type.
+            let (name, kind) = t.split_once(' ').unwrap_or((t, ""));
+            let suffixes: &[&str] = match kind {
+                "counter" => &["_total"],
+                "histogram" => &["", "_bucket", "_sum", "_count"],
+                _ => &[""],
+            };
+            for x in suffixes {
+                out.insert(format!("{name}{x}"));
+            }
             continue;
         }
-        if l.starts_with("# HELP ") {
+        if l.starts_with("# HELP ") || l.starts_with("# UNIT ") || l == "# EOF" {
             continue;
         }
         let (series, value) = l

@@ -334,61 +334,16 @@ pub fn router(ctx: Arc<EventsContext>) -> Router {
         .with_state(ctx)
 }
 
-/// Serve the HTTP endpoint until `stop` turns true.
-pub async fn serve_http(
-    listener: tokio::net::TcpListener,
-    ctx: Arc<EventsContext>,
-    stop: tokio::sync::watch::Receiver<bool>,
-) {
-    serve_http_auth(listener, ctx, None, stop).await
-}
-
-/// The router, answering `401` to any request without
-/// `Authorization: Bearer <token>` when a token is configured.
-pub fn router_auth(ctx: Arc<EventsContext>, token: Option<Token>) -> Router {
-    let r = router(ctx);
-    let Some(token) = token else {
-        return r;
-    };
-    let token = Arc::new(token);
-    r.layer(axum::middleware::from_fn(
-        move |req: axum::extract::Request, next: axum::middleware::Next| {
-            let token = token.clone();
-            async move {
-                let auth = req
-                    .headers()
-                    .get(axum::http::header::AUTHORIZATION)
-                    .map(|v| v.as_bytes());
-                if !token.accepts(auth) {
-                    use axum::response::IntoResponse;
-                    return (
-                        StatusCode::UNAUTHORIZED,
-                        [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
-                        "missing or wrong bearer token\n",
-                    )
-                        .into_response();
-                }
-                next.run(req).await
-            }
-        },
-    ))
-}
-
-/// [`serve_http`] with an optional bearer token ([`router_auth`]).
+/// Serve the HTTP endpoint until `stop` turns true, answering `401` to
+/// requests without the bearer token when one is configured.
 pub async fn serve_http_auth(
     listener: tokio::net::TcpListener,
     ctx: Arc<EventsContext>,
     token: Option<Token>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let res = axum::serve(listener, router_auth(ctx, token))
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await;
-    if let Err(e) = res {
-        tracing::error!("events endpoint stopped: {e}");
-    }
+    let app = crate::http::with_bearer(router(ctx), token);
+    crate::http::serve(listener, app, stop, "events endpoint").await;
 }
 
 #[cfg(test)]
