@@ -237,7 +237,10 @@ pub async fn serve(
     if let Some(l) = metrics_listener {
         tasks.spawn(watch_export(cfg.clone(), metrics.clone(), stop_rx.clone()));
         let token = cfg.metrics.as_ref().and_then(|m| m.token.clone());
-        let app = crate::http::with_bearer(crate::http::metrics_router(metrics.clone()), token);
+        let app = crate::http::close_after(crate::http::with_bearer(
+            crate::http::metrics_router(metrics.clone()),
+            token,
+        ));
         tasks.spawn(crate::http::serve(
             l,
             app,

@@ -65,6 +65,21 @@ pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
         .fallback(|| async { (StatusCode::NOT_FOUND, "try /metrics\n") })
 }
 
+/// Every response of `router` closes its connection (`/metrics`: one
+/// scrape, one connection, as before axum; a client reading to EOF is not
+/// left waiting on a kept-alive connection).
+pub fn close_after(router: Router) -> Router {
+    router.layer(axum::middleware::map_response(
+        |mut r: axum::response::Response| async move {
+            r.headers_mut().insert(
+                header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            r
+        },
+    ))
+}
+
 /// Serve `router` on `listener` until `stop` turns true; `what` names the
 /// listener in the log if it fails.
 pub async fn serve(
@@ -111,7 +126,10 @@ mod tests {
         let (stop_tx, stop) = watch::channel(false);
         let m = Arc::new(Metrics::default());
         m.proxy.sessions.inc();
-        let app = with_bearer(metrics_router(m), Some(Token::new("0123456789abcdef0123")));
+        let app = close_after(with_bearer(
+            metrics_router(m),
+            Some(Token::new("0123456789abcdef0123")),
+        ));
         let server = tokio::spawn(serve(l, app, stop, "test"));
         let r = get(addr, "/metrics", None).await;
         assert!(r.starts_with("HTTP/1.1 401"), "{r}");
@@ -131,6 +149,15 @@ mod tests {
             r.starts_with("HTTP/1.1 404") && r.ends_with("try /metrics\n"),
             "{r}"
         );
+        // A client that does not ask for it still gets the connection closed.
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut r = String::new();
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(5), c.read_to_string(&mut r)).await;
+        assert!(read.is_ok() && r.starts_with("HTTP/1.1 401"), "{r}");
         stop_tx.send(true).unwrap();
         server.await.unwrap();
     }
