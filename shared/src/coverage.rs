@@ -13,9 +13,9 @@
 use std::collections::BTreeMap;
 
 use jiff::civil::Date;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Coverage {
     /// From this day every login to the operator's BALs is captured.
@@ -25,13 +25,17 @@ pub struct Coverage {
     pub domains: BTreeMap<String, DomainCoverage>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct DomainCoverage {
     pub logins_since: Option<Date>,
 }
 
 impl Coverage {
+    pub fn is_default(&self) -> bool {
+        *self == Coverage::default()
+    }
+
     /// The day from which logins of `domain` are all captured, if declared
     /// (the domain's override first, then the global value).
     pub fn logins_since(&self, domain: &str) -> Option<Date> {

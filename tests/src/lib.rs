@@ -1,6 +1,7 @@
 //! # mss-tests: end-to-end test support
 //!
 //! - [`chromium`]: headless Chromium (PDF, PNG), bounded, its process group killed.
+//! - [`config`]: test configurations built from the `Config` types (TOML by `Config::to_toml`).
 //! - [`daemon`]: the real `mss-sidecar` as a child, with its `/proc` figures.
 //! - [`fake_upstream`]: a misbehaving (or accepting) SMTP next hop.
 //! - [`guard`]: bounded waits on child processes; a guard that stops a child on drop.
@@ -13,6 +14,7 @@
 //! - [`sipil`]: a local mTLS SIPIL server and its test PKI (rcgen).
 
 pub mod chromium;
+pub mod config;
 pub mod daemon;
 pub mod debian13;
 pub mod dovecot;

@@ -14,6 +14,8 @@ use mss_sidecar::daemon;
 use mss_sidecar::metrics::Metrics;
 use mss_sidecar::milter::MilterListener;
 
+use crate::config::TestConfig;
+
 /// Operator domain used by every test.
 pub const DOMAIN: &str = "ch-test.mssante.fr";
 
@@ -21,22 +23,17 @@ pub const DOMAIN: &str = "ch-test.mssante.fr";
 /// the daemon keeps root (instead of dropping to `mss`).
 pub const STAY_ROOT: &str = "[service]\nuser = \"root\"\n\n";
 
-/// A configuration text for a proxy in front of `upstream`.
+/// A configuration text for a proxy in front of `upstream` (`extra_proxy`:
+/// more `[proxy]` keys), from [`TestConfig`].
 pub fn config_text(dir: &Path, listen: &str, upstream: &str, extra_proxy: &str) -> String {
-    format!(
-        "{STAY_ROOT}[operator]\ndomains = [\"{DOMAIN}\", \"ch-autre.mssante.fr\"]\nnode = \"t1\"\n\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\ncommit_timeout_ms = 500\n\n[proxy]\nlisten = \"{listen}\"\nupstream = \"{upstream}\"\nhostname = \"proxy.test\"\nupstream_timeout_secs = 20\nclient_timeout_secs = 20\nshutdown_grace_secs = 5\n{extra_proxy}\n",
-        dir.join("capture").display(),
-        dir.join("registry").display()
-    )
+    TestConfig::new(dir)
+        .proxy(listen, upstream)
+        .text_with("proxy", extra_proxy)
 }
 
-/// A configuration text for the milter front end only.
+/// A configuration text for the milter front end only, from [`TestConfig`].
 pub fn milter_config_text(dir: &Path, listen: &str) -> String {
-    format!(
-        "{STAY_ROOT}[operator]\ndomains = [\"{DOMAIN}\", \"ch-autre.mssante.fr\"]\nnode = \"t1\"\n\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\ncommit_timeout_ms = 500\n\n[milter]\nlisten = \"{listen}\"\n",
-        dir.join("capture").display(),
-        dir.join("registry").display()
-    )
+    TestConfig::new(dir).milter(listen).text()
 }
 
 /// The sidecar's front ends (proxy and/or milter, per the config) running

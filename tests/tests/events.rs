@@ -10,23 +10,22 @@ use std::time::{Duration, Instant};
 
 use mss_shared::month::Month;
 use mss_shared::store::capture::CaptureStore;
+use mss_tests::config::TestConfig;
 use mss_tests::dovecot::{Dovecot, ImapOptions};
 use mss_tests::postfix::Postfix;
-use mss_tests::sidecar::{bin, DOMAIN, STAY_ROOT};
+use mss_tests::sidecar::{bin, DOMAIN};
 
 use mss_tests::guard::Guard as Daemon;
 
 fn start(dir: &Path, events: &str) -> Daemon {
     let cfg = dir.join("config.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "{STAY_ROOT}[operator]\ndomains = [\"{DOMAIN}\"]\nnode = \"t1\"\n\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\n\n[events]\n{events}\n",
-            dir.join("capture").display(),
-            dir.join("registry").display()
-        ),
-    )
-    .unwrap();
+    let text = TestConfig::new(dir)
+        .with(|c| {
+            c.operator.domains = vec![DOMAIN.into()];
+            c.store.commit_timeout_ms = 1000;
+        })
+        .text_with("events", events);
+    std::fs::write(&cfg, text).unwrap();
     Daemon(
         Command::new(bin("mss-sidecar"))
             .arg("--config")

@@ -6,10 +6,11 @@ use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use mss_tests::config::TestConfig;
 use mss_tests::daemon::Daemon;
 use mss_tests::fake_upstream::{FakeUpstream, Mode};
 use mss_tests::postfix::Postfix;
-use mss_tests::sidecar::{rows, DOMAIN, STAY_ROOT};
+use mss_tests::sidecar::{rows, DOMAIN};
 use mss_tests::smtp::RawClient;
 
 /// Memory the daemon may gain while a hostile session runs (KiB).
@@ -25,11 +26,17 @@ fn start(upstream: &str, extra_proxy: &str) -> Proxy {
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", Postfix::free_port());
     let metrics = format!("127.0.0.1:{}", Postfix::free_port());
-    let cfg = format!(
-        "{STAY_ROOT}[operator]\ndomains = [\"{DOMAIN}\"]\nnode = \"t1\"\n\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\ncommit_timeout_ms = 500\n\n[proxy]\nlisten = \"{addr}\"\nupstream = \"{upstream}\"\nhostname = \"proxy.test\"\nupstream_timeout_secs = 30\n{extra_proxy}\n[metrics]\nlisten = \"{metrics}\"\n",
-        dir.path().join("capture").display(),
-        dir.path().join("registry").display()
-    );
+    let cfg = TestConfig::new(dir.path())
+        .proxy(&addr, upstream)
+        .metrics(&metrics)
+        .with(|c| {
+            c.operator.domains = vec![DOMAIN.into()];
+            let p = c.proxy.as_mut().expect("proxy");
+            p.upstream_timeout_secs = 30;
+            p.client_timeout_secs = 300;
+            p.shutdown_grace_secs = 30;
+        })
+        .text_with("proxy", extra_proxy);
     let daemon = Daemon::start(dir.path(), &cfg, &metrics);
     Proxy { daemon, addr, dir }
 }

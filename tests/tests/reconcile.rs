@@ -5,9 +5,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use mss_tests::config::TestConfig;
 use mss_tests::daemon::Daemon;
 use mss_tests::postfix::{Postfix, PostfixBuilder};
-use mss_tests::sidecar::{bin, milter_config_text, DOMAIN};
+use mss_tests::sidecar::{bin, DOMAIN};
 use mss_tests::smtp::queued_as;
 
 fn postfix_with_milter(milter_port: u16) -> Postfix {
@@ -78,8 +79,10 @@ fn wait_rows(cfg: &Path, month: &str, n: u64) {
 fn clean_month_then_milter_down_through_smtpd_and_sendmail() {
     let port = Postfix::free_port();
     let dir = tempfile::tempdir().unwrap();
-    let cfg_text = milter_config_text(dir.path(), &format!("127.0.0.1:{port}"))
-        .replace("node = \"t1\"\n", "node = \"t1\"\ntimezone = \"UTC\"\n");
+    let cfg_text = TestConfig::new(dir.path())
+        .milter(&format!("127.0.0.1:{port}"))
+        .with(|c| c.operator.timezone = "UTC".into())
+        .text();
     let mut side = Daemon::start(dir.path(), &cfg_text, &format!("127.0.0.1:{port}"));
     let cfg = dir.path().join("config.toml");
     let pf = postfix_with_milter(port);

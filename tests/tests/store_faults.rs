@@ -18,8 +18,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use mss_tests::config::TestConfig;
 use mss_tests::postfix::{Postfix, PostfixBuilder};
-use mss_tests::sidecar::{bin, config_text, row_triples, wait_port, DOMAIN};
+use mss_tests::sidecar::{bin, row_triples, wait_port, DOMAIN};
 use mss_tests::swaks::send;
 
 struct Mount(std::path::PathBuf);
@@ -139,13 +140,11 @@ fn full_store_keeps_mail_flowing_journals_and_capture_resumes_by_itself() {
     let proxy = format!("127.0.0.1:{pport}");
     let metrics = format!("127.0.0.1:{mport}");
     let journal = root.path().join("capture.journal");
-    let cfg = config_text(&state, &proxy, &pf.addr(), "").replace(
-        "commit_timeout_ms = 500\n",
-        &format!(
-            "commit_timeout_ms = 500\njournal_path = \"{}\"\n",
-            journal.display()
-        ),
-    ) + &format!("\n[metrics]\nlisten = \"{metrics}\"\n");
+    let cfg = TestConfig::new(&state)
+        .proxy(&proxy, &pf.addr())
+        .metrics(&metrics)
+        .with(|c| c.store.journal_path = Some(journal.clone()))
+        .text();
     let cfg_path = root.path().join("config.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
     let log_path = root.path().join("sidecar.log");

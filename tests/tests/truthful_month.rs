@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use mss_shared::month::{format_csv_date, from_micros, Month};
 use mss_shared::store::registry::RegistryStore;
+use mss_tests::config::TestConfig;
 use mss_tests::daemon::Daemon;
 use mss_tests::postfix::{Postfix, PostfixBuilder};
-use mss_tests::sidecar::{bin, milter_config_text, rows, DOMAIN};
+use mss_tests::sidecar::{bin, rows, DOMAIN};
 
 fn run(tool: &str, cfg: &Path, args: &[&str]) -> (i32, String, String) {
     let o = Command::new(bin(tool))
@@ -69,12 +70,14 @@ fn every_connexions_rule_addresses_quarantine_and_status_history() {
     let today = now.to_zoned(tz.clone()).date();
     let month = Month::of(now, &tz);
     let d = |l: &str| format!("{l}@{DOMAIN}");
-    let cfg_text = milter_config_text(dir.path(), &format!("127.0.0.1:{milter}")).replace(
-        "node = \"t1\"\n",
-        "node = \"t1\"\nrecipient_delimiter = \"+\"\n",
-    ) + &format!(
-        "\n[events]\nlisten = \"127.0.0.1:{events}\"\n\n[coverage]\nlogins_since = \"{today}\"\n"
-    );
+    let cfg_text = TestConfig::new(dir.path())
+        .milter(&format!("127.0.0.1:{milter}"))
+        .events(&format!("127.0.0.1:{events}"))
+        .with(|c| {
+            c.operator.recipient_delimiter = "+".into();
+            c.coverage.logins_since = Some(today);
+        })
+        .text();
     let side = Daemon::start(dir.path(), &cfg_text, &format!("127.0.0.1:{milter}"));
     let cfg = dir.path().join("config.toml");
 

@@ -9,10 +9,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mss_tests::config::TestConfig;
 use mss_tests::daemon::Daemon;
 use mss_tests::fake_upstream::{FakeUpstream, Mode};
 use mss_tests::postfix::Postfix;
-use mss_tests::sidecar::{rows, DOMAIN, STAY_ROOT};
+use mss_tests::sidecar::{rows, DOMAIN};
 use mss_tests::smtp::RawClient;
 
 const DOWN: &str = "421 4.4.1 proxy.test Upstream unavailable, try again later\r\n";
@@ -32,11 +33,18 @@ fn start(upstream: &str) -> Proxy {
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", Postfix::free_port());
     let metrics = format!("127.0.0.1:{}", Postfix::free_port());
-    let cfg = format!(
-        "{STAY_ROOT}[operator]\ndomains = [\"{DOMAIN}\"]\nnode = \"t1\"\n\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\ncommit_timeout_ms = 500\n\n[proxy]\nlisten = \"{addr}\"\nupstream = \"{upstream}\"\nhostname = \"proxy.test\"\nconnect_timeout_secs = 2\nupstream_timeout_secs = 1\nclient_timeout_secs = 10\n\n[metrics]\nlisten = \"{metrics}\"\n",
-        dir.path().join("capture").display(),
-        dir.path().join("registry").display()
-    );
+    let cfg = TestConfig::new(dir.path())
+        .proxy(&addr, upstream)
+        .metrics(&metrics)
+        .with(|c| {
+            c.operator.domains = vec![DOMAIN.into()];
+            let p = c.proxy.as_mut().expect("proxy");
+            p.connect_timeout_secs = 2;
+            p.upstream_timeout_secs = 1;
+            p.client_timeout_secs = 10;
+            p.shutdown_grace_secs = 30;
+        })
+        .text();
     // Wait on the metrics port (bound after the proxy's): probing the proxy
     // itself would be a session, counted as an upstream error.
     let daemon = Daemon::start(dir.path(), &cfg, &metrics);

@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::checks::bad;
 use crate::error::Result;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Export {
     #[serde(default = "default_out_dir")]
@@ -48,6 +48,10 @@ impl Default for Export {
 }
 
 impl Export {
+    pub fn is_default(&self) -> bool {
+        *self == Export::default()
+    }
+
     pub(super) fn validate(&self) -> Result<()> {
         let d = self.delimiter.as_bytes();
         if d.len() != 1 || d[0] == b'"' || d[0] == b'\r' || d[0] == b'\n' {

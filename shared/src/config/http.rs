@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::checks::bad;
 use crate::error::{Error, Result};
@@ -96,7 +96,7 @@ fn load_token(section: &str, addr: SocketAddr, file: Option<&Path>) -> Result<Op
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Events {
     pub listen: Option<String>,
@@ -127,7 +127,7 @@ impl Events {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Metrics {
     pub listen: String,

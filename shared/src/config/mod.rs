@@ -25,7 +25,7 @@ mod tests;
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -40,7 +40,7 @@ pub use store::Store;
 /// Default configuration file, overridden by `--config` or `MSS_CONFIG`.
 pub const DEFAULT_PATH: &str = "/etc/mss-sidecar/config.toml";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub operator: Operator,
@@ -50,17 +50,20 @@ pub struct Config {
     pub milter: Option<Milter>,
     pub events: Option<Events>,
     pub metrics: Option<Metrics>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Export::is_default")]
     pub export: Export,
     pub sipil: Option<Sipil>,
     pub policy: Option<Policy>,
     #[serde(default)]
     pub service: Service,
     /// `[coverage]`: from which day logins are all captured (see [`crate::coverage`]).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "crate::coverage::Coverage::is_default")]
     pub coverage: crate::coverage::Coverage,
     /// `[report]`: structures' reports mailed after acceptance (see [`crate::report::settings`]).
-    #[serde(default)]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::report::settings::ReportSettings::is_default"
+    )]
     pub report: crate::report::settings::ReportSettings,
 }
 
@@ -127,6 +130,12 @@ impl Config {
             s.validate()?;
         }
         Ok(())
+    }
+
+    /// The configuration as TOML (what [`Config::parse`] reads back; bearer
+    /// tokens are not written, their `token_file` is).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("every configuration serialises")
     }
 
     /// The configured time zone.

@@ -1,11 +1,11 @@
 //! `[operator]`: the operator's domains, time zone, node name; `[service]`: the user the daemon runs as.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::checks::{bad, is_domain};
 use crate::error::Result;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Operator {
     /// Mail domains of the operator: senders on these domains make Echanges rows.
@@ -16,7 +16,7 @@ pub struct Operator {
     #[serde(default = "default_node")]
     pub node: String,
     /// Postfix's `recipient_delimiter` (e.g. `"+"`): `alice+x@d` is BAL `alice@d`. Empty = off.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub recipient_delimiter: String,
 }
 
@@ -29,6 +29,16 @@ fn default_node() -> String {
 }
 
 impl Operator {
+    /// The operator of `domains`, every other key at its default.
+    pub fn new(domains: &[&str]) -> Operator {
+        Operator {
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+            timezone: default_tz(),
+            node: default_node(),
+            recipient_delimiter: String::new(),
+        }
+    }
+
     pub(super) fn validate(&self) -> Result<()> {
         if self.domains.is_empty() {
             return bad(
@@ -73,7 +83,7 @@ impl Operator {
 }
 
 /// `[service]`: how the daemon runs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
     /// When `mss-sidecar` is started as root, the user it becomes once its

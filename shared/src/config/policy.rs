@@ -2,13 +2,13 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::checks::{bad, is_domain};
 use crate::error::Result;
 
 /// What to do with a recipient outside the Espace de Confiance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyMode {
     /// Refuse the recipient (`550 5.7.1`).
@@ -18,7 +18,7 @@ pub enum PolicyMode {
 }
 
 /// `[policy]`: the liste blanche (Espace de Confiance) policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// The ANS liste blanche XML (kept up to date by `refresh_url` or by

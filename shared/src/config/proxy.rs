@@ -3,12 +3,12 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::checks::{bad, is_host_port};
 use crate::error::Result;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum UpstreamTls {
     /// Never STARTTLS towards the upstream.
@@ -20,7 +20,7 @@ pub enum UpstreamTls {
     Required,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Proxy {
     pub listen: String,
@@ -97,6 +97,27 @@ fn default_shutdown_grace() -> u64 {
 }
 
 impl Proxy {
+    /// A proxy on `listen` in front of `upstream`, every other key at its default.
+    pub fn new(listen: &str, upstream: &str) -> Proxy {
+        Proxy {
+            listen: listen.into(),
+            upstream: upstream.into(),
+            tls_cert: Default::default(),
+            tls_key: Default::default(),
+            upstream_tls: Default::default(),
+            upstream_ca_file: Default::default(),
+            hostname: default_hostname(),
+            connect_timeout_secs: default_connect_timeout(),
+            client_timeout_secs: default_io_timeout(),
+            upstream_timeout_secs: default_upstream_timeout(),
+            max_sessions: default_max_sessions(),
+            max_recipients: default_max_recipients(),
+            max_pipeline: default_max_pipeline(),
+            max_message_bytes: Default::default(),
+            shutdown_grace_secs: default_shutdown_grace(),
+        }
+    }
+
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen.parse().expect("validated at load")
     }
@@ -154,7 +175,7 @@ impl Proxy {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Milter {
     pub listen: String,

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::checks::{bad, is_address};
 use crate::error::Result;
@@ -12,7 +12,7 @@ use crate::error::Result;
 /// We do not have the wire format (Référentiel #1 Opérateurs §5.8.3.2): every
 /// wire detail is a key here, with the defaults documented in README.md
 /// ("Delivering to the ANS").
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sipil {
     pub post_url: String,

@@ -13,13 +13,13 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::text::Lang;
 use crate::error::{Error, Result};
 use crate::indicators::admission::is_address;
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ReportSettings {
     #[serde(default)]
@@ -52,6 +52,10 @@ fn default_lang() -> String {
 }
 
 impl ReportSettings {
+    pub fn is_default(&self) -> bool {
+        *self == ReportSettings::default()
+    }
+
     /// The language of mailed reports.
     pub fn language(&self) -> Lang {
         Lang::parse(&self.lang).unwrap_or(Lang::Fr)
