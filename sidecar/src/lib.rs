@@ -1,5 +1,15 @@
 //! # mss-sidecar: capture MSSanté statistics inline
 //!
+//! ## Where a recipient goes
+//! client → [`proxy`] session → [`proxy::observer`] (the next hop accepted the
+//! RCPT, then the message) → [`recorder::Recorder::message`] (classify, MAIL_ID,
+//! record) → [`capture::Capture::commit`] (group commit, bounded wait, journal)
+//! → `mss_shared::store::capture` (one `out` row per recipient) →
+//! `mss_shared::indicators` through `mss_shared::figures` (each row's fate in its
+//! month) → `mss_exporter::build` (the Echanges CSV). Through the milter:
+//! Postfix → [`milter`] callbacks → the same recorder. Each step only calls the
+//! next; nothing calls back up.
+//!
 //! ## Layout
 //! - [`daemon`]: `mss-sidecar` itself: load config, open the store, start the
 //!   capture writer and the configured front ends, stop on SIGTERM.
