@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use mss_tests::config::TestConfig;
 use mss_tests::postfix::Postfix;
 use mss_tests::sidecar::{bin, DOMAIN};
 
@@ -21,11 +22,16 @@ fn base(dir: &Path) -> String {
 }
 
 fn base_as(dir: &Path, user: &str) -> String {
-    format!(
-        "[service]\nuser = \"{user}\"\n\n[operator]\ndomains = [\"{DOMAIN}\"]\nnode = \"t1\"\n\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\n\n",
-        dir.join("state/capture").display(),
-        dir.join("state/registry").display()
-    )
+    TestConfig::new(dir)
+        .with(|c| {
+            c.service.user = user.into();
+            c.operator.domains = vec![DOMAIN.into()];
+            c.store.capture_path = dir.join("state/capture");
+            c.store.registry_path = dir.join("state/registry");
+            c.store.commit_timeout_ms = 1000;
+        })
+        .text()
+        + "\n"
 }
 
 fn write_token(dir: &Path) -> std::path::PathBuf {

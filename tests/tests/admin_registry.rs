@@ -6,6 +6,7 @@ use std::process::Command;
 
 use mss_shared::model::{LoginRecord, MessageRecord, Record};
 use mss_shared::store::capture::{CaptureStore, Classifier};
+use mss_tests::config::TestConfig;
 use mss_tests::sidecar::bin;
 
 const D: &str = "ch-a.mssante.fr";
@@ -13,15 +14,15 @@ const D: &str = "ch-a.mssante.fr";
 fn setup() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[operator]\ndomains = [\"{D}\", \"ch-b.mssante.fr\"]\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\n",
-            dir.path().join("capture").display(),
-            dir.path().join("registry").display()
-        ),
-    )
-    .unwrap();
+    let text = TestConfig::new(dir.path())
+        .with(|c| {
+            c.operator.domains = vec![D.into(), "ch-b.mssante.fr".into()];
+            c.operator.node = "mx1".into();
+            c.store.commit_timeout_ms = 1000;
+            c.service.user = "mss".into();
+        })
+        .text();
+    std::fs::write(&cfg, text).unwrap();
     // An (empty) capture store, as the running sidecar would have created.
     drop(CaptureStore::open(&dir.path().join("capture")).unwrap());
     (dir, cfg)
