@@ -109,7 +109,9 @@ async fn on_mail(ctx: &MilterContext, cx: &mut Context<Conn>, args: Vec<CString>
         sender,
         ..Message::default()
     });
-    Status::Continue
+    // A stage negotiated without reply (`on_negotiate`): Postfix does not
+    // wait, and indymilter must not be told to answer.
+    Status::Noreply
 }
 
 async fn on_rcpt(ctx: &MilterContext, cx: &mut Context<Conn>, args: Vec<CString>) -> Status {
@@ -155,7 +157,9 @@ async fn on_header(cx: &mut Context<Conn>, name: CString, value: CString) -> Sta
             m.message_id = Some(id.chars().take(255).collect());
         }
     }
-    Status::Continue
+    // A stage negotiated without reply (`on_negotiate`): Postfix does not
+    // wait, and indymilter must not be told to answer.
+    Status::Noreply
 }
 
 async fn on_eoh(cx: &mut Context<Conn>) -> Status {
@@ -166,14 +170,18 @@ async fn on_eoh(cx: &mut Context<Conn>) -> Status {
             m.queue_id = qid;
         }
     }
-    Status::Continue
+    // A stage negotiated without reply (`on_negotiate`): Postfix does not
+    // wait, and indymilter must not be told to answer.
+    Status::Noreply
 }
 
 async fn on_body(cx: &mut Context<Conn>, chunk: bytes::Bytes) -> Status {
     if let Some(m) = cx.data.as_mut().and_then(|c| c.msg.as_mut()) {
         m.size += chunk.len() as u64;
     }
-    Status::Continue
+    // A stage negotiated without reply (`on_negotiate`): Postfix does not
+    // wait, and indymilter must not be told to answer.
+    Status::Noreply
 }
 
 async fn on_eom(ctx: &MilterContext, cx: &mut EomContext<Conn>) -> Status {
@@ -211,7 +219,9 @@ async fn on_abort(ctx: &MilterContext, cx: &mut Context<Conn>) -> Status {
 async fn on_connect(ctx: &MilterContext, cx: &mut Context<Conn>) -> Status {
     ctx.recorder.metrics().milter.sessions.inc();
     cx.data = Some(Conn::default());
-    Status::Continue
+    // A stage negotiated without reply (`on_negotiate`): Postfix does not
+    // wait, and indymilter must not be told to answer.
+    Status::Noreply
 }
 
 /// The callbacks: thin closures over the named functions above.
