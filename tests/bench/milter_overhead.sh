@@ -4,6 +4,7 @@
 # (tests/bench/noop_milter.rs) and with the sidecar milter, the same smtp-source load
 # alternated; ratio of the medians, exact row check.
 # Usage: tests/bench/milter_overhead.sh [ROUNDS] [MESSAGES] [SESSIONS]   (root: private Postfix)
+#   MSS_BENCH_MILTER=unix: both milters on a Unix socket (default: TCP on loopback).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 T=${CARGO_TARGET_DIR:-$HOME/.cache/mss-target}/release

@@ -16,10 +16,9 @@ use indymilter::{Callbacks, MacroStage, ProtoOpts, Status};
 async fn main() {
     let a: Vec<String> = std::env::args().skip(1).collect();
     let Some(addr) = a.first() else {
-        eprintln!("usage: mss-ref-noop-milter HOST:PORT");
+        eprintln!("usage: mss-ref-noop-milter HOST:PORT | unix:/PATH");
         std::process::exit(2)
     };
-    let l = tokio::net::TcpListener::bind(addr).await.expect("bind");
     let ask = |s: &str| CString::new(s).expect("no NUL");
     let cbs: Callbacks<()> = Callbacks::new()
         .on_negotiate(move |cx, _, _| {
@@ -57,8 +56,21 @@ async fn main() {
         connection_timeout: std::time::Duration::from_secs(600),
         ..Default::default()
     };
-    let l = mss_sidecar::milter::NoDelayTcp(l);
-    indymilter::run(l, cbs, config, std::future::pending::<()>())
-        .await
-        .expect("milter");
+    // The same listeners as the sidecar: TCP with Nagle off, or a Unix
+    // socket any local user may connect to (Postfix's smtpd is `postfix`).
+    if let Some(path) = addr.strip_prefix("unix:") {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::remove_file(path);
+        let l = tokio::net::UnixListener::bind(path).expect("bind");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        indymilter::run(l, cbs, config, std::future::pending::<()>())
+            .await
+            .expect("milter");
+    } else {
+        let l = tokio::net::TcpListener::bind(addr).await.expect("bind");
+        let l = mss_sidecar::milter::NoDelayTcp(l);
+        indymilter::run(l, cbs, config, std::future::pending::<()>())
+            .await
+            .expect("milter");
+    }
 }

@@ -101,16 +101,62 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+/// Where a milter listens: `inet:127.0.0.1:PORT` or `unix:DIR/NAME.sock`
+/// (`MSS_BENCH_MILTER=unix`), as Postfix spells it and as our config does.
+struct MilterAddr {
+    /// Postfix's `smtpd_milters` value.
+    postfix: String,
+    /// `[milter] listen` / the no-op milter's argument.
+    listen: String,
+}
+
+impl MilterAddr {
+    fn new(unix: bool, dir: &std::path::Path, name: &str) -> MilterAddr {
+        if unix {
+            let p = dir.join(format!("{name}.sock"));
+            MilterAddr {
+                postfix: format!("unix:{}", p.display()),
+                listen: format!("unix:{}", p.display()),
+            }
+        } else {
+            let port = Postfix::free_port();
+            MilterAddr {
+                postfix: format!("inet:127.0.0.1:{port}"),
+                listen: format!("127.0.0.1:{port}"),
+            }
+        }
+    }
+
+    fn up(&self) -> bool {
+        match self.listen.strip_prefix("unix:") {
+            Some(p) => std::os::unix::net::UnixStream::connect(p).is_ok(),
+            None => TcpStream::connect(&self.listen).is_ok(),
+        }
+    }
+}
+
 fn milter(rounds: u64, msgs: u64, sessions: u64, sidecar: &str, noop: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
-    let mport = Postfix::free_port();
+    // Postfix's smtpd (user `postfix`) must reach a Unix socket in it.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let unix = std::env::var("MSS_BENCH_MILTER").is_ok_and(|v| v == "unix");
+    println!(
+        "milter transport: {}",
+        if unix { "unix socket" } else { "tcp" }
+    );
+    let maddr = MilterAddr::new(unix, dir.path(), "sidecar");
     let cfg = dir.path().join("config.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[service]\nuser = \"root\"\n[operator]\ndomains = [\"ch-bench.mssante.fr\"]\nnode = \"bench\"\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\n[milter]\nlisten = \"127.0.0.1:{mport}\"\n",
+            "[service]\nuser = \"root\"\n[operator]\ndomains = [\"ch-bench.mssante.fr\"]\nnode = \"bench\"\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\n[milter]\nlisten = \"{}\"\n",
             dir.path().join("capture").display(),
-            dir.path().join("registry").display()
+            dir.path().join("registry").display(),
+            maddr.listen
         ),
     )
     .unwrap();
@@ -125,7 +171,7 @@ fn milter(rounds: u64, msgs: u64, sessions: u64, sidecar: &str, noop: Option<&st
             .expect("mss-sidecar"),
     );
     let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", mport)).is_err() {
+    while !maddr.up() {
         assert!(
             t.elapsed() < Duration::from_secs(20),
             "milter never listened"
@@ -148,21 +194,21 @@ fn milter(rounds: u64, msgs: u64, sessions: u64, sidecar: &str, noop: Option<&st
     }
     let plain = tune(PostfixBuilder::new()).start().expect("postfix");
     let with = tune(PostfixBuilder::new())
-        .main_cf(&format!("smtpd_milters = inet:127.0.0.1:{mport}"))
+        .main_cf(&format!("smtpd_milters = {}", maddr.postfix))
         .main_cf("milter_default_action = accept")
         .start()
         .expect("postfix");
     // The reference: Postfix + a no-op milter (tests/bench/noop_milter.rs).
     let reference = noop.map(|bin| {
-        let nport = Postfix::free_port();
+        let naddr = MilterAddr::new(unix, dir.path(), "noop");
         let g = Guard(
             Command::new(bin)
-                .arg(format!("127.0.0.1:{nport}"))
+                .arg(&naddr.listen)
                 .spawn()
                 .expect("no-op milter"),
         );
         let t = Instant::now();
-        while TcpStream::connect(("127.0.0.1", nport)).is_err() {
+        while !naddr.up() {
             assert!(
                 t.elapsed() < Duration::from_secs(20),
                 "no-op milter never listened"
@@ -170,7 +216,7 @@ fn milter(rounds: u64, msgs: u64, sessions: u64, sidecar: &str, noop: Option<&st
             std::thread::sleep(Duration::from_millis(50));
         }
         let pf = tune(PostfixBuilder::new())
-            .main_cf(&format!("smtpd_milters = inet:127.0.0.1:{nport}"))
+            .main_cf(&format!("smtpd_milters = {}", naddr.postfix))
             .main_cf("milter_default_action = accept")
             .start()
             .expect("postfix");
