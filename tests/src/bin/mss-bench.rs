@@ -23,7 +23,7 @@ use mss_tests::guard::{output_within, signal, wait_within, Guard};
 use mss_tests::postfix::{Postfix, PostfixBuilder};
 
 fn usage() -> ! {
-    eprintln!("usage: mss-bench milter ROUNDS MESSAGES SESSIONS SIDECAR_BIN [NOOP_MILTER_BIN]\n       mss-bench latency ADDR MESSAGES [SESSIONS]\n       mss-bench events ADDR SECONDS CONNECTIONS USERS\n       mss-bench rows CAPTURE_PATH EXPECTED");
+    eprintln!("usage: mss-bench milter ROUNDS MESSAGES SESSIONS SIDECAR_BIN [NOOP_MILTER_BIN]\n       mss-bench proxyfilter ROUNDS MESSAGES SESSIONS SIDECAR_BIN\n       mss-bench latency ADDR MESSAGES [SESSIONS]\n       mss-bench events ADDR SECONDS CONNECTIONS USERS\n       mss-bench rows CAPTURE_PATH EXPECTED");
     std::process::exit(2)
 }
 
@@ -48,6 +48,12 @@ fn main() {
             arg(&a, 2),
             arg(&a, 3),
             arg(&a, 4),
+        ),
+        Some("proxyfilter") => proxy_filter(
+            arg(&a, 1),
+            arg(&a, 2),
+            arg(&a, 3),
+            &a.get(4).cloned().unwrap_or_else(|| usage()),
         ),
         Some("rows") => rows(&a.get(1).cloned().unwrap_or_else(|| usage()), arg(&a, 2)),
         Some("latency") => latency(
@@ -99,6 +105,21 @@ fn median(v: &mut [f64]) -> f64 {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
+}
+
+// A plain `fn`, not a closure: rustc 1.95 at opt-level >= 2 miscompiles a
+// closure called twice with a by-value builder that it returns (MIR GVN
+// merges the two argument temporaries across the untupled rust-call: the
+// second call gets the first one's freed Vec buffer, "double free").
+// https://github.com/rust-lang/rust/issues/155241 ; reproducer and
+// analysis in docs/reliability.md ("rustc miscompile").
+fn tune(b: PostfixBuilder) -> PostfixBuilder {
+    b.main_cf("default_process_limit = 200")
+        .main_cf("smtpd_client_connection_count_limit = 0")
+        .main_cf("smtpd_client_connection_rate_limit = 0")
+        .main_cf("smtpd_client_message_rate_limit = 0")
+        .main_cf("smtpd_client_recipient_rate_limit = 0")
+        .main_cf("in_flow_delay = 0")
 }
 
 /// Where a milter listens: `inet:127.0.0.1:PORT` or `unix:DIR/NAME.sock`
@@ -178,20 +199,6 @@ fn milter(rounds: u64, msgs: u64, sessions: u64, sidecar: &str, noop: Option<&st
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    // A plain `fn`, not a closure: rustc 1.95 at opt-level >= 2 miscompiles a
-    // closure called twice with a by-value builder that it returns (MIR GVN
-    // merges the two argument temporaries across the untupled rust-call: the
-    // second call gets the first one's freed Vec buffer, "double free").
-    // https://github.com/rust-lang/rust/issues/155241 ; reproducer and
-    // analysis in docs/reliability.md ("rustc miscompile").
-    fn tune(b: PostfixBuilder) -> PostfixBuilder {
-        b.main_cf("default_process_limit = 200")
-            .main_cf("smtpd_client_connection_count_limit = 0")
-            .main_cf("smtpd_client_connection_rate_limit = 0")
-            .main_cf("smtpd_client_message_rate_limit = 0")
-            .main_cf("smtpd_client_recipient_rate_limit = 0")
-            .main_cf("in_flow_delay = 0")
-    }
     let plain = tune(PostfixBuilder::new()).start().expect("postfix");
     let with = tune(PostfixBuilder::new())
         .main_cf(&format!("smtpd_milters = {}", maddr.postfix))
@@ -248,6 +255,104 @@ fn milter(rounds: u64, msgs: u64, sessions: u64, sidecar: &str, noop: Option<&st
             mc / mn
         );
     }
+    std::thread::sleep(Duration::from_secs(1));
+    signal(side.id() as i64, "TERM");
+    let _ = wait_within(&mut side.0, Duration::from_secs(30));
+    let rows = out_rows(&dir.path().join("capture"));
+    let want = rounds * msgs * 3;
+    if rows == want {
+        println!("store: {rows} rows = {rounds} x {msgs} x 3 (exact)");
+    } else {
+        eprintln!("error: store has {rows} rows, expected {want}");
+        std::process::exit(1);
+    }
+}
+
+/// Wait (bounded) until `addr` accepts TCP connections.
+fn wait_listening(addr: &str, what: &str) {
+    let t = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{what} never listened on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Benchmark 3, the real deployment: the sidecar proxy as a front Postfix's
+/// before-queue `smtpd_proxy_filter` in front of a second private Postfix,
+/// against haproxy in the same place (a front Postfix of its own), the same
+/// `smtp-source` load alternated; ratio of the medians, exact row check.
+fn proxy_filter(rounds: u64, msgs: u64, sessions: u64, sidecar: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let back = tune(PostfixBuilder::new()).start().expect("back postfix");
+    let (pport, hport) = (Postfix::free_port(), Postfix::free_port());
+    let hcfg = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &hcfg,
+        format!(
+            "global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 120s\n  timeout server 120s\nlisten smtp\n  bind 127.0.0.1:{hport}\n  server back {}\n",
+            back.addr()
+        ),
+    )
+    .unwrap();
+    let _haproxy = Guard(
+        Command::new("haproxy")
+            .arg("-q")
+            .arg("-f")
+            .arg(&hcfg)
+            .spawn()
+            .expect("haproxy (apt-get install haproxy)"),
+    );
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[service]\nuser = \"root\"\n[operator]\ndomains = [\"ch-bench.mssante.fr\"]\nnode = \"bench\"\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\n[proxy]\nlisten = \"127.0.0.1:{pport}\"\nupstream = \"{}\"\nmax_sessions = 2000\n",
+            dir.path().join("capture").display(),
+            dir.path().join("registry").display(),
+            back.addr()
+        ),
+    )
+    .unwrap();
+    let mut side = Guard(
+        Command::new(sidecar)
+            .arg("--config")
+            .arg(&cfg)
+            .env("MSS_LOG", "warn")
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("mss-sidecar"),
+    );
+    wait_listening(&format!("127.0.0.1:{hport}"), "haproxy");
+    wait_listening(&format!("127.0.0.1:{pport}"), "mss-sidecar");
+    // packaging/postfix-proxy.cf: the public smtpd hands each session over.
+    fn front(filter: u16) -> Postfix {
+        tune(PostfixBuilder::new())
+            .main_cf(&format!("smtpd_proxy_filter = 127.0.0.1:{filter}"))
+            .main_cf("smtpd_proxy_options = speed_adjust")
+            .main_cf("smtpd_proxy_timeout = 100s")
+            .start()
+            .expect("front postfix")
+    }
+    let via_haproxy = front(hport);
+    let via_sidecar = front(pport);
+    let (mut b, mut c) = (vec![], vec![]);
+    for r in 1..=rounds {
+        b.push(smtp_source(&via_haproxy.addr(), msgs, sessions));
+        c.push(smtp_source(&via_sidecar.addr(), msgs, sessions));
+        println!(
+            "round {r}: postfix -> haproxy -> postfix {:.0} msg/s, postfix -> mss-sidecar -> postfix {:.0} msg/s",
+            b[b.len() - 1],
+            c[c.len() - 1]
+        );
+    }
+    let (mb, mc) = (median(&mut b), median(&mut c));
+    println!(
+        "median msg/s: via haproxy {mb:.0}, via mss-sidecar {mc:.0}; ratio {:.3} (goal >= 0.95)",
+        mc / mb
+    );
     std::thread::sleep(Duration::from_secs(1));
     signal(side.id() as i64, "TERM");
     let _ = wait_within(&mut side.0, Duration::from_secs(30));
