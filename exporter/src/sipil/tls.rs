@@ -184,69 +184,8 @@ fn check_validity(leaf: &CertificateDer<'_>, path: &Path, now: Timestamp) -> Res
     Ok(())
 }
 
-/// One DER TLV: (tag, content, rest).
-fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, b) = b.split_first()?;
-    let (&l, mut b) = b.split_first()?;
-    let len = if l < 0x80 {
-        l as usize
-    } else {
-        let n = (l & 0x7f) as usize;
-        if n == 0 || n > 4 || b.len() < n {
-            return None;
-        }
-        let v = b[..n].iter().fold(0usize, |a, &x| (a << 8) | x as usize);
-        b = &b[n..];
-        v
-    };
-    (b.len() >= len).then(|| (tag, &b[..len], &b[len..]))
-}
-
-fn der_time(tag: u8, v: &[u8]) -> Option<Timestamp> {
-    let s = std::str::from_utf8(v).ok()?.strip_suffix('Z')?;
-    let full = match (tag, s.len()) {
-        (0x17, 12) => {
-            let yy: i32 = s[..2].parse().ok()?;
-            format!("{}{s}", if yy >= 50 { "19" } else { "20" })
-        }
-        (0x18, 14) => s.to_string(),
-        _ => return None,
-    };
-    if !full.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| full[r].parse::<i16>().ok();
-    let dt = jiff::civil::DateTime::new(
-        n(0..4)?,
-        n(4..6)? as i8,
-        n(6..8)? as i8,
-        n(8..10)? as i8,
-        n(10..12)? as i8,
-        n(12..14)? as i8,
-        0,
-    )
-    .ok()?;
-    dt.to_zoned(jiff::tz::TimeZone::UTC)
-        .ok()
-        .map(|z| z.timestamp())
-}
-
-/// (notBefore, notAfter) of an X.509 certificate.
-pub fn validity(cert: &[u8]) -> Option<(Timestamp, Timestamp)> {
-    let (_, c, _) = tlv(cert)?;
-    let (_, mut tbs, _) = tlv(c)?;
-    let (tag, _, rest) = tlv(tbs)?;
-    if tag == 0xa0 {
-        tbs = rest; // explicit version
-    }
-    let (_, _, rest) = tlv(tbs)?; // serial
-    let (_, _, rest) = tlv(rest)?; // signature algorithm
-    let (_, _, rest) = tlv(rest)?; // issuer
-    let (_, validity, _) = tlv(rest)?;
-    let (t1, v1, rest) = tlv(validity)?;
-    let (t2, v2, _) = tlv(rest)?;
-    Some((der_time(t1, v1)?, der_time(t2, v2)?))
-}
+/// (notBefore, notAfter) of an X.509 certificate (x509-parser, in mss-shared).
+pub use mss_shared::certificate::validity;
 
 /// When the rustls error is not reachable through `source()` (boxed by a
 /// layer), recognise its text.
