@@ -258,14 +258,7 @@ fn milter(rounds: u64, msgs: u64, sessions: u64, sidecar: &str, noop: Option<&st
     std::thread::sleep(Duration::from_secs(1));
     signal(side.id() as i64, "TERM");
     let _ = wait_within(&mut side.0, Duration::from_secs(30));
-    let rows = out_rows(&dir.path().join("capture"));
-    let want = rounds * msgs * 3;
-    if rows == want {
-        println!("store: {rows} rows = {rounds} x {msgs} x 3 (exact)");
-    } else {
-        eprintln!("error: store has {rows} rows, expected {want}");
-        std::process::exit(1);
-    }
+    check_rows(&dir.path().join("capture"), rounds, msgs);
 }
 
 /// Wait (bounded) until `addr` accepts TCP connections.
@@ -356,7 +349,12 @@ fn proxy_filter(rounds: u64, msgs: u64, sessions: u64, sidecar: &str) {
     std::thread::sleep(Duration::from_secs(1));
     signal(side.id() as i64, "TERM");
     let _ = wait_within(&mut side.0, Duration::from_secs(30));
-    let rows = out_rows(&dir.path().join("capture"));
+    check_rows(&dir.path().join("capture"), rounds, msgs);
+}
+
+/// Exit 1 unless the store holds exactly `rounds` x `msgs` x 3 rows.
+fn check_rows(capture: &std::path::Path, rounds: u64, msgs: u64) {
+    let rows = out_rows(capture);
     let want = rounds * msgs * 3;
     if rows == want {
         println!("store: {rows} rows = {rounds} x {msgs} x 3 (exact)");
