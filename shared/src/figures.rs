@@ -18,8 +18,8 @@ use crate::indicators::admission::{self, Reason};
 use crate::indicators::connexions::{self, Facts, Rule};
 use crate::indicators::membership::{self, Excluded, Exclusion};
 use crate::month::{format_csv_date, from_micros, to_micros, Month};
-use crate::store::capture::CaptureStore;
 use crate::store::capture::{bump, LastDates};
+use crate::store::capture::{CaptureStore, OutRow};
 use crate::store::registry::{BalType, Mailbox, RegistryStore};
 
 /// What happens to one captured row.
@@ -46,6 +46,9 @@ pub struct Row {
     pub time_us: i64,
     pub size: u64,
     pub fate: Fate,
+    /// Rebuilt from Postfix's log by `mss-admin reconcile --fill` (TAILLE
+    /// estimated), not captured.
+    pub estimated: bool,
 }
 
 /// What one domain's pass over its rows found.
@@ -55,6 +58,8 @@ pub struct Tally {
     pub excluded: u64,
     pub forwarded: u64,
     pub quarantined: u64,
+    /// Written rows rebuilt from the log (`reconcile --fill`), among `written`.
+    pub filled: u64,
     /// Senders of written rows.
     pub senders: BTreeSet<String>,
 }
@@ -92,6 +97,8 @@ pub struct Context {
     registry: BTreeMap<String, Vec<Mailbox>>,
     last: LastDates,
     logins_in_month: BTreeSet<String>,
+    /// Rows `reconcile --fill` rebuilt, per domain, in capture key order.
+    filled: BTreeMap<String, Vec<OutRow>>,
 }
 
 /// The day after which registry changes no longer alter month `m`.
@@ -141,7 +148,11 @@ impl Context {
         let cutoff = cutoff(cfg, month, today);
         let mut registry: BTreeMap<String, Vec<Mailbox>> = BTreeMap::new();
         let mut imported = vec![];
+        let mut filled: BTreeMap<String, Vec<OutRow>> = BTreeMap::new();
         if let Some(r) = reg {
+            for f in r.filled(month)? {
+                filled.entry(f.domain.clone()).or_default().push(f.to_row());
+            }
             for m in r.list(None)? {
                 registry
                     .entry(m.domain())
@@ -161,6 +172,10 @@ impl Context {
             for (b, t) in from {
                 bump(to, &canon(b), *t);
             }
+        }
+        // A filled row is a message the log proves the BAL sent.
+        for r in filled.values().flatten() {
+            bump(&mut last.sent, &canon(&r.sender), r.time_us);
         }
         let mut logins_in_month: BTreeSet<String> = cap
             .logins_between(month, start_us, end_us)?
@@ -187,6 +202,7 @@ impl Context {
             registry,
             last,
             logins_in_month,
+            filled,
         })
     }
 
@@ -218,9 +234,10 @@ impl Context {
         let exclusions = self.exclusions(domain);
         let mut t = Tally::default();
         let (mut cur_id, mut cur_rcpts) = (String::new(), HashSet::<String>::new());
-        cap.for_each_out_between(self.month, domain, self.start_us, self.end_us, |r| {
+        let mut judge = |r: OutRow| {
             let sender = self.canonical(&r.sender);
             let recipient = address::canonical(&r.recipient, "");
+            let estimated = r.frontend == crate::store::filled::SOURCE_LOG;
             if r.mail_id != cur_id {
                 cur_id.clone_from(&r.mail_id);
                 cur_rcpts.clear();
@@ -242,6 +259,7 @@ impl Context {
                 Fate::Quarantined(why)
             } else {
                 t.written += 1;
+                t.filled += u64::from(estimated);
                 if !t.senders.contains(&sender) {
                     t.senders.insert(sender.clone());
                 }
@@ -254,8 +272,30 @@ impl Context {
                 time_us: r.time_us,
                 size: r.size,
                 fate,
+                estimated,
             });
+        };
+        // Filled rows interleaved in key order (date, MAIL_ID, recipient).
+        let mut filled = self
+            .filled
+            .get(domain)
+            .map_or(&[][..], Vec::as_slice)
+            .iter();
+        let mut next = filled.next();
+        fn order(r: &OutRow) -> (i64, &str, &str) {
+            (r.time_us, &r.mail_id, &r.recipient)
+        }
+        cap.for_each_out_between(self.month, domain, self.start_us, self.end_us, |r| {
+            while let Some(f) = next.filter(|f| order(f) < order(&r)) {
+                judge(f.clone());
+                next = filled.next();
+            }
+            judge(r);
         })?;
+        while let Some(f) = next {
+            judge(f.clone());
+            next = filled.next();
+        }
         Ok(t)
     }
 

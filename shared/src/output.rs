@@ -24,6 +24,10 @@ pub struct DomainCounts {
     pub forwarded_rows: u64,
     /// Rows that cannot be written validly (`AAAAMM_quarantine.csv`).
     pub quarantined_rows: u64,
+    /// Written rows rebuilt from Postfix's log by `mss-admin reconcile
+    /// --fill` (TAILLE estimated), among `rows`; absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub filled_rows: u64,
     /// Sum of TAILLE over messages (each message counted once).
     pub bytes: u64,
     /// Distinct senders.
@@ -40,6 +44,10 @@ pub struct DomainCounts {
     pub days: Vec<DayCounts>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 impl DomainCounts {
     pub fn new(domain: &str) -> Self {
         DomainCounts {
@@ -49,6 +57,7 @@ impl DomainCounts {
             excluded_rows: 0,
             forwarded_rows: 0,
             quarantined_rows: 0,
+            filled_rows: 0,
             bytes: 0,
             senders: 0,
             mailboxes: 0,

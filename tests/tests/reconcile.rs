@@ -22,17 +22,7 @@ fn postfix_with_milter(milter_port: u16) -> Postfix {
 }
 
 fn reconcile(cfg: &Path, month: &str, log: &Path) -> (i32, serde_json::Value, String) {
-    let o = Command::new(bin("mss-admin"))
-        .arg("--config")
-        .arg(cfg)
-        .args(["reconcile", "--month", month, "--json", "--log"])
-        .arg(log)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    let v = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}\n{err}", String::from_utf8_lossy(&o.stdout)));
-    (o.status.code().unwrap_or(-1), v, err)
+    reconcile_with(cfg, month, &[log], &[])
 }
 
 /// Send one message with swaks; its queue id.
@@ -43,6 +33,21 @@ fn send(pf: &Postfix, from: &str, to: &[&str]) -> String {
         .lines()
         .find_map(queued_as)
         .unwrap_or_else(|| panic!("no queue id: {}", r.transcript))
+}
+
+/// The queue id of the message logged as delivered to `rcpt` (waits for it).
+fn queue_id_of(pf: &Postfix, rcpt: &str) -> String {
+    let needle = format!("to=<{rcpt}>");
+    assert!(
+        pf.wait_log(&needle, Duration::from_secs(30)),
+        "{}",
+        pf.log()
+    );
+    pf.log()
+        .lines()
+        .find(|l| l.contains(&needle))
+        .and_then(|l| l.split(": ").nth(1).map(str::to_string))
+        .unwrap()
 }
 
 /// Wait until every recipient line of `qid` and its `removed` are logged.
@@ -94,10 +99,18 @@ fn clean_month_then_milter_down_through_smtpd_and_sendmail() {
     let q2 = send(&pf, &format!("dr.b+tag@{DOMAIN}"), &["x3@ext.test"]);
     // Inbound (not an operator sender): never a row, never missing.
     let q3 = send(&pf, "someone@ext.test", &[&format!("dr.a@{DOMAIN}")]);
-    for q in [&q1, &q2, &q3] {
+    // sendmail(1) with the milter up: a matched pickup message, what
+    // `--fill` estimates a pickup message's TAILLE from.
+    let app = format!("dpi-app@{DOMAIN}");
+    let out = pf
+        .sendmail(&app, &["z0@ext.test"], "Subject: up\n\nbody while up\n")
+        .unwrap();
+    assert!(out.status.success());
+    let q0 = queue_id_of(&pf, "z0@ext.test");
+    for q in [&q1, &q2, &q3, &q0] {
         wait_removed(&pf, q);
     }
-    wait_rows(&cfg, &month, 3);
+    wait_rows(&cfg, &month, 4);
     let log = dir.path().join("maillog.copy");
     std::fs::write(&log, pf.log()).unwrap();
     let lines = pf.log().lines().count() as u64;
@@ -106,9 +119,9 @@ fn clean_month_then_milter_down_through_smtpd_and_sendmail() {
     assert_eq!(
         v,
         serde_json::json!({
-            "month": month, "matched": 3, "missing": [], "phantom": [],
-            "by_domain": [{"domain": DOMAIN, "matched": 3, "missing": 0, "phantom": 0,
-                "days": [{"day": day, "matched": 3, "missing": 0, "phantom": 0}]}],
+            "month": month, "matched": 4, "filled": 0, "missing": [], "phantom": [],
+            "by_domain": [{"domain": DOMAIN, "matched": 4, "filled": 0, "missing": 0, "phantom": 0,
+                "days": [{"day": day, "matched": 4, "filled": 0, "missing": 0, "phantom": 0}]}],
             "coverage": {"files": 1, "lines": lines, "unreadable": 0,
                 "first_line": cov["first_line"], "last_line": cov["last_line"],
                 "gaps": [], "without_origin": 0, "rows_outside_logs": 0}
@@ -123,23 +136,12 @@ fn clean_month_then_milter_down_through_smtpd_and_sendmail() {
     let _ = Command::new("kill").arg(side.pid().to_string()).status();
     let _ = side.child.wait();
     let q4 = send(&pf, &a, &["y1@ext.test", "y2@ext.test"]);
-    let app = format!("dpi-app@{DOMAIN}");
     let out = pf
         .sendmail(&app, &["y3@ext.test"], "Subject: s\n\nbody\n")
         .unwrap();
     assert!(out.status.success());
     wait_removed(&pf, &q4);
-    assert!(
-        pf.wait_log("to=<y3@ext.test>", Duration::from_secs(30)),
-        "{}",
-        pf.log()
-    );
-    let q5 = pf
-        .log()
-        .lines()
-        .find(|l| l.contains("to=<y3@ext.test>"))
-        .and_then(|l| l.split(": ").nth(1).map(str::to_string))
-        .unwrap();
+    let q5 = queue_id_of(&pf, "y3@ext.test");
     wait_removed(&pf, &q5);
     std::fs::write(&log, pf.log()).unwrap();
     let lines = pf.log().lines().count() as u64;
@@ -148,15 +150,15 @@ fn clean_month_then_milter_down_through_smtpd_and_sendmail() {
     assert_eq!(
         v,
         serde_json::json!({
-            "month": month, "matched": 3,
+            "month": month, "matched": 4, "filled": 0,
             "missing": [
                 {"queue_id": q4, "sender": a, "recipient": "y1@ext.test", "time": t(0), "reason": "milter_down"},
                 {"queue_id": q4, "sender": a, "recipient": "y2@ext.test", "time": t(1), "reason": "milter_down"},
                 {"queue_id": q5, "sender": app, "recipient": "y3@ext.test", "time": t(2), "reason": "milter_down"}
             ],
             "phantom": [],
-            "by_domain": [{"domain": DOMAIN, "matched": 3, "missing": 3, "phantom": 0,
-                "days": [{"day": day, "matched": 3, "missing": 3, "phantom": 0}]}],
+            "by_domain": [{"domain": DOMAIN, "matched": 4, "filled": 0, "missing": 3, "phantom": 0,
+                "days": [{"day": day, "matched": 4, "filled": 0, "missing": 3, "phantom": 0}]}],
             "coverage": {"files": 1, "lines": lines, "unreadable": 0,
                 "first_line": v["coverage"]["first_line"], "last_line": v["coverage"]["last_line"],
                 "gaps": [], "without_origin": 0, "rows_outside_logs": 0}
@@ -215,4 +217,175 @@ fn clean_month_then_milter_down_through_smtpd_and_sendmail() {
     again["coverage"]["files"] = 1.into();
     assert_eq!(again, v, "{}", syslog.join("\n"));
     assert_eq!(o.status.code(), Some(12));
+
+    // --fill: rows for the milter_down recipients, and only them.
+    let (code, after, err) = reconcile_with(&cfg, &month, &[&log], &["--fill"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("3 row(s) rebuilt from the log for milter_down gaps (0 already there)"),
+        "{err}"
+    );
+    assert_eq!(
+        after,
+        serde_json::json!({
+            "month": month, "matched": 4, "filled": 3, "missing": [], "phantom": [],
+            "by_domain": [{"domain": DOMAIN, "matched": 4, "filled": 3, "missing": 0, "phantom": 0,
+                "days": [{"day": day, "matched": 4, "filled": 3, "missing": 0, "phantom": 0}]}],
+            "coverage": v["coverage"]
+        })
+    );
+    // A second --fill adds nothing.
+    let (code, twice, err) = reconcile_with(&cfg, &month, &[&log], &["--fill"]);
+    assert_eq!((code, &twice), (0, &after), "{err}");
+    assert!(err.contains("0 row(s) rebuilt"), "{err}");
+    // --node: another node's view of this store has none of these rows.
+    let (code, other, _) = reconcile_with(&cfg, &month, &[&log], &["--node", "t2"]);
+    assert_eq!(code, 12);
+    assert_eq!(
+        (other["matched"].as_u64(), other["filled"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(other["missing"].as_array().unwrap().len(), 7);
+    let (code, mine, _) = reconcile_with(&cfg, &month, &[&log], &["--node", "t1"]);
+    assert_eq!((code, &mine), (0, &after));
+
+    // counts says how many rows were filled.
+    let o = Command::new(bin("mss-admin"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["counts", "--month", &month, "--json"])
+        .output()
+        .unwrap();
+    let counts: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let d = counts["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["domain"] == DOMAIN)
+        .unwrap();
+    assert_eq!(
+        (
+            d["messages"].as_u64(),
+            d["rows"].as_u64(),
+            d["filled_rows"].as_u64()
+        ),
+        (Some(5), Some(7), Some(3)),
+        "{counts}"
+    );
+
+    // The month's file: exactly every accepted recipient, the filled ones
+    // with TAILLE = size= minus the median (size= − TAILLE) of the matched
+    // messages of the same origin (smtpd: q1, q2; pickup: q0).
+    let text = pf.log();
+    let logged_size = |q: &str| -> i64 {
+        let l = text
+            .lines()
+            .find(|l| l.contains(&format!("{q}: from=<")) && l.contains("size="))
+            .unwrap();
+        l.split("size=")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let captured = mss_tests::sidecar::rows(dir.path());
+    assert_eq!(captured.len(), 4);
+    let taille = |q: &str| {
+        captured
+            .iter()
+            .find(|r| r.queue_id.as_deref() == Some(q))
+            .unwrap()
+            .size as i64
+    };
+    let smtpd = (logged_size(&q1) - taille(&q1)).min(logged_size(&q2) - taille(&q2));
+    let pickup = logged_size(&q0) - taille(&q0);
+    let fmt = |us: i64| {
+        mss_shared::month::format_csv_date(
+            mss_shared::month::from_micros(us),
+            &jiff::tz::TimeZone::UTC,
+        )
+    };
+    let mut want: Vec<(i64, String, String)> = captured
+        .iter()
+        .map(|r| {
+            let line = format!(
+                "{};{};{};{};{}\r\n",
+                r.mail_id,
+                r.sender,
+                r.recipient,
+                fmt(r.time_us),
+                r.size
+            );
+            (r.time_us, r.mail_id.clone(), line)
+        })
+        .collect();
+    for (i, (q, sender, rcpt, over)) in [
+        (&q4, &a, "y1@ext.test", smtpd),
+        (&q4, &a, "y2@ext.test", smtpd),
+        (&q5, &app, "y3@ext.test", pickup),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let time = t(i).as_str().unwrap().to_string();
+        let us = jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", &time)
+            .unwrap()
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .unwrap()
+            .timestamp()
+            .as_microsecond();
+        let id = format!("t1.{}.{q}", time.replace(['-', ' ', ':'], ""));
+        let line = format!("{id};{sender};{rcpt};{time};{}\r\n", logged_size(q) - over);
+        want.push((us, id, line));
+    }
+    want.sort();
+    let want: String = want.into_iter().map(|(_, _, l)| l).collect();
+    let out_dir = dir.path().join("out");
+    let o = Command::new(bin("mss-export"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["build", "--month", &month, "--out"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let zip_path = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let mut z = zip::ZipArchive::new(std::fs::File::open(&zip_path).unwrap()).unwrap();
+    let mut csv = String::new();
+    use std::io::Read;
+    z.by_name(&format!(
+        "{}_EchangesMSSante_{DOMAIN}.csv",
+        month.replace('-', "")
+    ))
+    .unwrap()
+    .read_to_string(&mut csv)
+    .unwrap();
+    assert_eq!(
+        csv,
+        format!("MAIL_ID;EXPEDITEUR;DESTINATAIRE;DATE;TAILLE\r\n{want}")
+    );
+}
+
+fn reconcile_with(
+    cfg: &Path,
+    month: &str,
+    logs: &[&Path],
+    extra: &[&str],
+) -> (i32, serde_json::Value, String) {
+    let o = Command::new(bin("mss-admin"))
+        .arg("--config")
+        .arg(cfg)
+        .args(["reconcile", "--month", month, "--json"])
+        .args(extra)
+        .arg("--log")
+        .args(logs)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let v = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{err}", String::from_utf8_lossy(&o.stdout)));
+    (o.status.code().unwrap_or(-1), v, err)
 }

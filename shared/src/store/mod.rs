@@ -1,8 +1,10 @@
 //! The two RocksDB stores: [`capture`] (written by mss-sidecar; its key
 //! layout, writes, reads, history beyond one month key, and retention) and
-//! [`registry`] (written by mss-admin and mss-export).
+//! [`registry`] (written by mss-admin and mss-export), with [`filled`] (the
+//! rows `mss-admin reconcile --fill` rebuilt from Postfix's log).
 
 pub mod capture;
+pub mod filled;
 pub mod registry;
 
 /// Options common to both stores: LZ4 everywhere (the only compression we

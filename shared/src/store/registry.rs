@@ -6,6 +6,7 @@
 //! | `mailbox` | domain · `0x00` · BAL | JSON [`Mailbox`] (type, test flag, FINESS, login tracking, every dated status change) |
 //! | `meta` | name | JSON: `sipil/month/YYYY-MM` (delivery state, mss-export), `structure/<FINESS>` (name, contact: `mss-admin structure set`), `report/mailed/YYYY-MM/<FINESS>` (report mailed) |
 //! | `login` | `AAAAMM` · BAL · `0x00` · service | last imported login in that month (u64 BE µs), from `mss-admin logins import` |
+//! | `filled` | `AAAAMM` · domain · `0x00` · µs (u64 BE) · MAIL_ID · `0x00` · recipient | JSON [`super::filled::Filled`]: a row `mss-admin reconcile --fill` rebuilt from Postfix's log (TAILLE estimated) |
 //!
 //! Written by `mss-admin` (and later `mss-export`) with short opens; a second
 //! writer gets a clear "in use" error. Keys are domain-first so an export
@@ -139,7 +140,7 @@ impl Mailbox {
 }
 
 pub struct RegistryStore {
-    db: DB,
+    pub(super) db: DB,
     path: String,
 }
 
@@ -151,7 +152,7 @@ impl Drop for RegistryStore {
 }
 
 fn cfs() -> Vec<ColumnFamilyDescriptor> {
-    [CF_MAILBOX, CF_META, CF_LOGIN]
+    [CF_MAILBOX, CF_META, CF_LOGIN, super::filled::CF_FILLED]
         .iter()
         .map(|n| ColumnFamilyDescriptor::new(*n, super::base_options()))
         .collect()
@@ -356,11 +357,11 @@ impl RegistryStore {
         Ok(out)
     }
 
-    fn cf(&self, n: &str) -> &rocksdb::ColumnFamily {
+    pub(super) fn cf(&self, n: &str) -> &rocksdb::ColumnFamily {
         self.db.cf_handle(n).expect("column family created at open")
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> Error {
+    pub(super) fn err(&self, e: impl std::fmt::Display) -> Error {
         Error::store(&self.path, e)
     }
 

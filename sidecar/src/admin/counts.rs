@@ -73,6 +73,7 @@ pub fn counts(config: &Path, month: &str, domain: Option<&str>, json: bool) -> R
         c.excluded_rows = tally.excluded;
         c.forwarded_rows = tally.forwarded;
         c.quarantined_rows = tally.quarantined;
+        c.filled_rows = tally.filled;
         c.senders = tally.senders.len() as u64;
         // `mailboxes`: the rows of the month's Connexions file.
         c.mailboxes = ctx
@@ -211,6 +212,13 @@ pub fn render_counts(c: &Counts) -> String {
                 o,
                 "  not in the file: excluded {}  forwarded {}  quarantined {}",
                 d.excluded_rows, d.forwarded_rows, d.quarantined_rows
+            );
+        }
+        if d.filled_rows > 0 {
+            let _ = writeln!(
+                o,
+                "  of which rebuilt from Postfix's log (reconcile --fill, TAILLE estimated): {}",
+                d.filled_rows
             );
         }
         let max = d.days.iter().map(|x| x.rows).max().unwrap_or(0);

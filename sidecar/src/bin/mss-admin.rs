@@ -67,6 +67,11 @@ enum Cmd {
         node: Option<String>,
         #[arg(long)]
         json: bool,
+        /// Add rows for the recipients the log proves passed while the
+        /// milter was down (`milter_down` only; TAILLE estimated), kept in
+        /// the registry. Idempotent.
+        #[arg(long)]
+        fill: bool,
     },
     /// The ANS liste blanche copy of [policy].
     #[command(subcommand)]
@@ -302,7 +307,15 @@ fn main() {
             logs,
             node,
             json,
-        } => mss_sidecar::admin::reconcile::run(&args.config, month, logs, node.as_deref(), *json),
+            fill,
+        } => mss_sidecar::admin::reconcile::run(
+            &args.config,
+            month,
+            logs,
+            node.as_deref(),
+            *json,
+            *fill,
+        ),
         Cmd::Report {
             month,
             structure,

@@ -3,10 +3,13 @@
 //!
 //! - [`parse`]: streaming line reader (plain/.gz, three timestamp forms).
 //! - [`episodes`]: one message per (instance, queue id, episode).
+//! - [`fill`]: `--fill`, rows rebuilt for `milter_down` gaps only (TAILLE
+//!   estimated), kept in the registry.
 //! - here: the sender rule, matching with the rows on (queue id, recipient)
 //!   within [`WINDOW_US`], the report and its exit code.
 
 pub mod episodes;
+pub mod fill;
 pub mod parse;
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,6 +21,7 @@ use serde::Serialize;
 use mss_shared::config::{domain_of, Config};
 use mss_shared::month::{format_csv_date, from_micros, Month};
 use mss_shared::store::capture::{Classifier, OutRow};
+use mss_shared::store::filled::SOURCE_LOG;
 use mss_shared::{exit, Error};
 
 use episodes::{Episodes, Message, Origin};
@@ -60,6 +64,9 @@ pub struct Missing {
     pub reason: String,
     #[serde(skip)]
     pub origin: Option<Origin>,
+    /// The sender's operator domain.
+    #[serde(skip)]
+    pub domain: String,
     #[serde(skip)]
     pub size: u64,
     #[serde(skip)]
@@ -79,6 +86,8 @@ pub struct Phantom {
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Figures {
     pub matched: u64,
+    /// Recipients whose only row is one `--fill` rebuilt from the log.
+    pub filled: u64,
     pub missing: u64,
     pub phantom: u64,
 }
@@ -118,10 +127,16 @@ pub struct Coverage {
 pub struct Report {
     pub month: String,
     pub matched: u64,
+    /// Recipients whose only row is one `--fill` rebuilt from the log.
+    pub filled: u64,
     pub missing: Vec<Missing>,
     pub phantom: Vec<Phantom>,
     pub by_domain: Vec<DomainReport>,
     pub coverage: Coverage,
+    /// `size= − TAILLE` of each matched captured message, per origin: what
+    /// `--fill` estimates TAILLE from.
+    #[serde(skip)]
+    pub overhead: Vec<(Origin, i64)>,
 }
 
 impl Report {
@@ -208,9 +223,11 @@ pub fn reconcile(
     let mut used = vec![false; rows.len()];
     let mut per: BTreeMap<String, BTreeMap<String, Figures>> = BTreeMap::new();
     let day = |us: i64| format_csv_date(from_micros(us), tz)[..10].to_string();
-    let mut matched = 0u64;
+    let (mut matched, mut filled) = (0u64, 0u64);
     let mut missing = Vec::new();
+    let mut overhead = Vec::new();
     for (domain, m) in msgs {
+        let mut sampled = None;
         for rcpt in &m.recipients {
             let hit = index
                 .get(&(m.queue_id.as_str(), rcpt.as_str()))
@@ -227,8 +244,17 @@ pub fn reconcile(
                 .or_default();
             if let Some(i) = hit {
                 used[i] = true;
-                matched += 1;
-                f.matched += 1;
+                if rows[i].frontend == SOURCE_LOG {
+                    filled += 1;
+                    f.filled += 1;
+                } else {
+                    matched += 1;
+                    f.matched += 1;
+                    if sampled != Some(m.seq) {
+                        sampled = Some(m.seq);
+                        overhead.push((m.origin, m.size as i64 - rows[i].size as i64));
+                    }
+                }
             } else {
                 f.missing += 1;
                 let reason = if m.milter_down {
@@ -245,6 +271,7 @@ pub fn reconcile(
                     time: format_csv_date(from_micros(m.time_us), tz),
                     reason: reason.into(),
                     origin: Some(m.origin),
+                    domain: domain.clone(),
                     size: m.size,
                     time_us: m.time_us,
                 });
@@ -280,6 +307,7 @@ pub fn reconcile(
             let mut figures = Figures::default();
             for f in days.values() {
                 figures.matched += f.matched;
+                figures.filled += f.filled;
                 figures.missing += f.missing;
                 figures.phantom += f.phantom;
             }
@@ -296,20 +324,23 @@ pub fn reconcile(
     Report {
         month: format!("{:04}-{:02}", month.year, month.month),
         matched,
+        filled,
         missing,
         phantom,
         by_domain,
         coverage: cov,
+        overhead,
     }
 }
 
-/// `mss-admin reconcile --month M --log PATH… [--node N] [--json]`.
+/// `mss-admin reconcile --month M --log PATH… [--node N] [--json] [--fill]`.
 pub fn run(
     config: &std::path::Path,
     month: &str,
     logs: &[PathBuf],
     node: Option<&str>,
     json: bool,
+    fill: bool,
 ) -> Result<i32, Error> {
     let cfg = Config::load(config)?;
     let month = Month::parse(month)?;
@@ -320,13 +351,52 @@ pub fn run(
     let sec = crate::admin::SecondaryCapture::open(&cfg)?;
     let mut rows = Vec::new();
     let prefix = node.map(|n| format!("{n}."));
+    let mine = |r: &OutRow| prefix.as_deref().is_none_or(|p| r.mail_id.starts_with(p));
     sec.store.for_each_out(month, None, |r| {
-        if prefix.as_deref().is_none_or(|p| r.mail_id.starts_with(p)) {
+        if mine(&r) {
             rows.push(r);
         }
     })?;
+    let captured = rows.len();
+    let reg_path = &cfg.store.registry_path;
+    // `--fill` writes the registry: open it for writing first, so a busy
+    // registry stops the run before any work is reported.
+    let reg = if fill {
+        Some(mss_shared::store::registry::RegistryStore::open(reg_path)?)
+    } else {
+        mss_shared::store::registry::RegistryStore::open_read_only(reg_path)?
+    };
+    if let Some(r) = &reg {
+        rows.extend(
+            r.filled(month)?
+                .iter()
+                .map(|f| f.to_row())
+                .filter(|r| mine(r)),
+        );
+    }
     let span = span_of(&cov, &tz);
-    let report = reconcile(month, &tz, &msgs, &rows, cov, span);
+    let mut report = reconcile(month, &tz, &msgs, &rows, cov.clone(), span);
+    if let (true, Some(r)) = (fill, &reg) {
+        let me = node.unwrap_or(&cfg.operator.node);
+        let new = fill::rows(&report, me);
+        let written = r.add_filled(month, &new)?;
+        let oldest = mss_shared::figures::oldest_kept(&cfg, jiff::Timestamp::now());
+        r.purge_filled_before(oldest)?;
+        eprintln!(
+            "reconcile --fill: {written} row(s) rebuilt from the log for milter_down gaps ({} already there); other gaps are reported, never filled",
+            new.len() - written
+        );
+        if written > 0 {
+            rows.truncate(captured);
+            rows.extend(
+                r.filled(month)?
+                    .iter()
+                    .map(|f| f.to_row())
+                    .filter(|r| mine(r)),
+            );
+            report = reconcile(month, &tz, &msgs, &rows, cov, span);
+        }
+    }
     if json {
         println!(
             "{}",
@@ -360,9 +430,10 @@ pub fn render(r: &Report) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "month {}: matched {}  missing {}  phantom {}  ({})",
+        "month {}: matched {}  filled {}  missing {}  phantom {}  ({})",
         r.month,
         r.matched,
+        r.filled,
         r.missing.len(),
         r.phantom.len(),
         if r.reconciled() {
@@ -388,8 +459,8 @@ pub fn render(r: &Report) -> String {
         let f = &d.figures;
         let _ = writeln!(
             o,
-            "{}: matched {}  missing {}  phantom {}",
-            d.domain, f.matched, f.missing, f.phantom
+            "{}: matched {}  filled {}  missing {}  phantom {}",
+            d.domain, f.matched, f.filled, f.missing, f.phantom
         );
     }
     for m in &r.missing {

@@ -88,19 +88,37 @@ fn deferred_once_milter_down_requeued_once_phantom() {
         serde_json::json!({
             "month": "2026-12",
             "matched": 3,
+            "filled": 0,
             "missing": [{"queue_id": "BBBBB2", "sender": "alice@a.fr",
                 "recipient": "dan-alias@ext.fr", "time": "2026-12-02 11:00:01",
                 "reason": "milter_down"}],
             "phantom": [{"mail_id": "n1.x.ZZZZZ9", "queue_id": "ZZZZZ9", "sender": "root@a.fr",
                 "recipient": "x@ext.fr", "time": "2026-12-02 11:30:00"}],
-            "by_domain": [{"domain": "a.fr", "matched": 3, "missing": 1, "phantom": 1,
-                "days": [{"day": "2026-12-02", "matched": 3, "missing": 1, "phantom": 1}]}],
+            "by_domain": [{"domain": "a.fr", "matched": 3, "filled": 0, "missing": 1, "phantom": 1,
+                "days": [{"day": "2026-12-02", "matched": 3, "filled": 0, "missing": 1, "phantom": 1}]}],
             "coverage": {"files": 1, "lines": 29, "unreadable": 0,
                 "first_line": "2026-12-02 10:00:00", "last_line": "2026-12-02 12:00:03",
                 "gaps": [], "without_origin": 1, "rows_outside_logs": 0}
         })
     );
     assert!(!r.reconciled());
+
+    // --fill: the milter_down recipient gets a row (TAILLE: size= minus the
+    // median overhead of matched smtpd messages); reconciled once it is
+    // there, and a second fill adds nothing.
+    let filled = fill::rows(&r, "n1");
+    assert_eq!(filled.len(), 1);
+    assert_eq!(filled[0].recipient, "dan-alias@ext.fr");
+    let mut rows = rows;
+    rows.extend(filled.iter().map(|f| f.to_row()));
+    let cov2 = r.coverage.clone();
+    let again = reconcile(month, &tz, &msgs, &rows, cov2, span);
+    assert_eq!(
+        (again.matched, again.filled, again.missing.len()),
+        (3, 1, 0)
+    );
+    assert!(fill::rows(&again, "n1").is_empty());
+    assert_eq!(again.by_domain[0].figures.filled, 1);
 }
 
 #[test]
