@@ -54,6 +54,10 @@ pub fn run(config_path: &Path) -> Result<i32, Error> {
         .build()
         .map_err(|e| Error::Other(format!("tokio runtime: {e}")))?;
     let listeners = rt.block_on(bind_all(&cfg))?;
+    // Spawned while still root (postlog runs as the service user, group postdrop).
+    let marks = Arc::new(std::sync::Mutex::new(crate::marks::Marks::spawn(
+        &cfg, root,
+    )));
     if root {
         // Privileged ports are bound: nothing else needs root. The stores
         // are created and opened by the unprivileged user only.
@@ -74,17 +78,27 @@ pub fn run(config_path: &Path) -> Result<i32, Error> {
     ))?;
     let sink = Arc::new(StoreSink::new(store, Classifier::from_config(&cfg)));
     let metrics = Arc::new(Metrics::for_config(&cfg));
-    rt.block_on(async move {
+    let mark = |text: &str| marks.lock().unwrap_or_else(|e| e.into_inner()).mark(text);
+    mark(&crate::marks::started(&cfg));
+    let result = rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| Error::Other(format!("signal handler: {e}")))?;
-        let signal = async move {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: stopping (in-flight transactions may finish)"),
-                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
-            }
+        let signal = async {
+            let why = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            };
+            tracing::info!("{why}: stopping (in-flight transactions may finish)");
+            mark(&format!("stopping ({why})"));
         };
         serve(listeners, cfg, sink, metrics, signal).await
-    })
+    });
+    mark(match &result {
+        Ok(_) => "stopped",
+        Err(_) => "stopped on an error",
+    });
+    marks.lock().unwrap_or_else(|e| e.into_inner()).close();
+    result
 }
 
 async fn bind(key: &str, addr: &str) -> Result<TcpListener, Error> {

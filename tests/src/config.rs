@@ -37,6 +37,9 @@ impl TestConfig {
             policy: None,
             service: Service {
                 user: "root".into(),
+                // No marks in the host's mail log; tests that read them ask.
+                mail_log_marks: false,
+                ..Service::default()
             },
             coverage: Default::default(),
             report: Default::default(),

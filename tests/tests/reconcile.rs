@@ -84,13 +84,23 @@ fn wait_rows(cfg: &Path, month: &str, n: u64) {
 fn clean_month_then_milter_down_through_smtpd_and_sendmail() {
     let port = Postfix::free_port();
     let dir = tempfile::tempdir().unwrap();
+    let pf = postfix_with_milter(port);
+    // The daemon marks its start and stop in this Postfix's log.
     let cfg_text = TestConfig::new(dir.path())
         .milter(&format!("127.0.0.1:{port}"))
-        .with(|c| c.operator.timezone = "UTC".into())
+        .with(|c| {
+            c.operator.timezone = "UTC".into();
+            c.service.mail_log_marks = true;
+            c.service.postfix_config_dir = pf.conf.clone();
+        })
         .text();
     let mut side = Daemon::start(dir.path(), &cfg_text, &format!("127.0.0.1:{port}"));
     let cfg = dir.path().join("config.toml");
-    let pf = postfix_with_milter(port);
+    assert!(
+        pf.wait_log("mss-sidecar[", Duration::from_secs(10)),
+        "no started mark: {}",
+        pf.log()
+    );
     let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
     let month = now.strftime("%Y-%m").to_string();
     let day = now.strftime("%Y-%m-%d").to_string();
@@ -124,7 +134,7 @@ fn clean_month_then_milter_down_through_smtpd_and_sendmail() {
                 "days": [{"day": day, "matched": 4, "filled": 0, "missing": 0, "phantom": 0}]}],
             "coverage": {"files": 1, "lines": lines, "unreadable": 0,
                 "first_line": cov["first_line"], "last_line": cov["last_line"],
-                "gaps": [], "without_origin": 0, "rows_outside_logs": 0}
+                "gaps": [], "without_origin": 0, "rows_outside_logs": 0, "sidecar_down": []}
         }),
         "{err}\n{}",
         pf.log()
@@ -143,6 +153,20 @@ fn clean_month_then_milter_down_through_smtpd_and_sendmail() {
     wait_removed(&pf, &q4);
     let q5 = queue_id_of(&pf, "y3@ext.test");
     wait_removed(&pf, &q5);
+    // The stop mark, as the log dates it.
+    let stopping = pf
+        .log()
+        .lines()
+        .find(|l| l.contains("mss-sidecar[") && l.contains(": stopping (SIGTERM)"))
+        .map(|l| {
+            let y = now.strftime("%Y").to_string();
+            jiff::civil::DateTime::strptime("%Y %b %d %H:%M:%S", format!("{y} {}", &l[..15]))
+                .unwrap()
+                .strftime("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|| panic!("no stopping mark: {}", pf.log()));
+    assert!(pf.log().contains(": stopped\n"), "{}", pf.log());
     std::fs::write(&log, pf.log()).unwrap();
     let lines = pf.log().lines().count() as u64;
     let (code, v, err) = reconcile(&cfg, &month, &log);
@@ -161,7 +185,8 @@ fn clean_month_then_milter_down_through_smtpd_and_sendmail() {
                 "days": [{"day": day, "matched": 4, "filled": 0, "missing": 3, "phantom": 0}]}],
             "coverage": {"files": 1, "lines": lines, "unreadable": 0,
                 "first_line": v["coverage"]["first_line"], "last_line": v["coverage"]["last_line"],
-                "gaps": [], "without_origin": 0, "rows_outside_logs": 0}
+                "gaps": [], "without_origin": 0, "rows_outside_logs": 0,
+                "sidecar_down": [{"from": stopping, "to": null, "clean": true}]}
         }),
         "{err}\n{}",
         pf.log()

@@ -91,14 +91,31 @@ pub struct Service {
     /// `"root"` explicitly keeps root (tests, containers: not recommended).
     #[serde(default = "default_service_user")]
     pub user: String,
+    /// Write `started` / `stopping` / `stopped` marks into Postfix's log
+    /// with `postlog` (tag `mss-sidecar`), for `mss-admin reconcile`.
+    #[serde(default = "yes")]
+    pub mail_log_marks: bool,
+    /// The Postfix instance whose log gets the marks (`postlog -c`).
+    #[serde(default = "default_postfix_config_dir")]
+    pub postfix_config_dir: std::path::PathBuf,
 }
 
 impl Default for Service {
     fn default() -> Self {
         Service {
             user: default_service_user(),
+            mail_log_marks: true,
+            postfix_config_dir: default_postfix_config_dir(),
         }
     }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_postfix_config_dir() -> std::path::PathBuf {
+    "/etc/postfix".into()
 }
 
 fn default_service_user() -> String {

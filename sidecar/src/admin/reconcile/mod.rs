@@ -3,6 +3,7 @@
 //!
 //! - [`parse`]: streaming line reader (plain/.gz, three timestamp forms).
 //! - [`episodes`]: one message per (instance, queue id, episode).
+//! - [`windows`]: the sidecar's own start/stop marks → down windows.
 //! - [`fill`]: `--fill`, rows rebuilt for `milter_down` gaps only (TAILLE
 //!   estimated), kept in the registry.
 //! - here: the sender rule, matching with the rows on (queue id, recipient)
@@ -11,6 +12,7 @@
 pub mod episodes;
 pub mod fill;
 pub mod parse;
+pub mod windows;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -121,6 +123,8 @@ pub struct Coverage {
     pub without_origin: u64,
     /// Rows of the month outside the logs' first..last line (not judged).
     pub rows_outside_logs: u64,
+    /// When the sidecar was down, from its own marks in the log.
+    pub sidecar_down: Vec<windows::DownWindow>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -170,6 +174,7 @@ pub fn read_logs(
     };
     let (mut first, mut last): (Option<i64>, Option<i64>) = (None, None);
     let mut gaps = Vec::new();
+    let mut down = windows::Windows::default();
     for p in paths {
         cov.files += 1;
         let input =
@@ -187,6 +192,10 @@ pub fn read_logs(
             }
             first = Some(first.map_or(l.time_us, |f| f.min(l.time_us)));
             last = Some(last.map_or(l.time_us, |x| x.max(l.time_us)));
+            if l.instance == crate::marks::TAG {
+                down.mark(l.time_us, l.msg);
+                return;
+            }
             eps.line(&l, &mut keep);
         })
         .map_err(|e| Error::Other(format!("{}: {e}", p.display())))?;
@@ -197,6 +206,7 @@ pub fn read_logs(
     cov.first_line = first.map(fmt);
     cov.last_line = last.map(fmt);
     cov.gaps = gaps.into_iter().map(|(a, b)| [fmt(a), fmt(b)]).collect();
+    cov.sidecar_down = down.finish(fmt);
     out.sort_by_key(|(_, m)| (m.time_us, m.seq));
     Ok(out)
 }

@@ -98,7 +98,7 @@ fn deferred_once_milter_down_requeued_once_phantom() {
                 "days": [{"day": "2026-12-02", "matched": 3, "filled": 0, "missing": 1, "phantom": 1}]}],
             "coverage": {"files": 1, "lines": 29, "unreadable": 0,
                 "first_line": "2026-12-02 10:00:00", "last_line": "2026-12-02 12:00:03",
-                "gaps": [], "without_origin": 1, "rows_outside_logs": 0}
+                "gaps": [], "without_origin": 1, "rows_outside_logs": 0, "sidecar_down": []}
         })
     );
     assert!(!r.reconciled());
