@@ -414,3 +414,108 @@ fn reconcile_with(
         .unwrap_or_else(|e| panic!("{e}: {}\n{err}", String::from_utf8_lossy(&o.stdout)));
     (o.status.code().unwrap_or(-1), v, err)
 }
+
+/// Run a Postfix admin command (`postsuper`, `postqueue`) on this instance.
+fn postfix_cmd(pf: &Postfix, prog: &str, args: &[&str]) {
+    let o = mss_tests::guard::output_within(
+        Command::new(prog).arg("-c").arg(&pf.conf).args(args),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert!(
+        o.status.success(),
+        "{prog} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn deferred_then_sent_and_requeued_count_once() {
+    let port = Postfix::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    // later.test goes through a transport Postfix defers until a flush.
+    let pf = PostfixBuilder::new()
+        .main_cf(&format!("smtpd_milters = inet:127.0.0.1:{port}"))
+        .main_cf("milter_default_action = accept")
+        .main_cf("transport_maps = hash:$config_directory/transport")
+        .main_cf("defer_transports = later")
+        .table("transport", "later.test later:\n", false)
+        .master_cf("later unix - n n - - discard")
+        .start()
+        .expect("postfix");
+    let cfg_text = TestConfig::new(dir.path())
+        .milter(&format!("127.0.0.1:{port}"))
+        .with(|c| c.operator.timezone = "UTC".into())
+        .text();
+    let side = Daemon::start(dir.path(), &cfg_text, &format!("127.0.0.1:{port}"));
+    let cfg = dir.path().join("config.toml");
+    let month = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .strftime("%Y-%m")
+        .to_string();
+    let q = send(
+        &pf,
+        &format!("dr.a@{DOMAIN}"),
+        &["now@ext.test", "later@later.test"],
+    );
+    assert!(
+        pf.wait_log("to=<later@later.test>", Duration::from_secs(30)),
+        "{}",
+        pf.log()
+    );
+    assert!(pf.log().contains("status=deferred"), "{}", pf.log());
+    // Requeued: the message comes back under a new id through pickup.
+    postfix_cmd(&pf, "postsuper", &["-r", &q]);
+    // Wake pickup now rather than at its next poll.
+    postfix_cmd(&pf, "postkick", &["public", "pickup", "W"]);
+    assert!(
+        pf.wait_log(&format!("orig_id={q}"), Duration::from_secs(30)),
+        "{}",
+        pf.log()
+    );
+    // Flushed: delivered at last.
+    postfix_cmd(&pf, "postqueue", &["-f"]);
+    let sent_later = |log: &str| {
+        log.lines()
+            .any(|l| l.contains("to=<later@later.test>") && l.contains("status=sent"))
+    };
+    for _ in 0..300 {
+        if sent_later(&pf.log()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(sent_later(&pf.log()), "{}", pf.log());
+    let new_id = pf
+        .log()
+        .lines()
+        .find(|l| l.contains(&format!("orig_id={q}")))
+        .and_then(|l| l.split(": ").nth(1).map(str::to_string))
+        .unwrap();
+    wait_removed(&pf, &new_id);
+    assert_ne!(new_id, q);
+    wait_rows(&cfg, &month, 2);
+    drop(side);
+    let log = dir.path().join("maillog.copy");
+    std::fs::write(&log, pf.log()).unwrap();
+    let (code, v, err) = reconcile(&cfg, &month, &log);
+    assert_eq!(
+        (
+            v["matched"].as_u64(),
+            v["filled"].as_u64(),
+            v["missing"].clone(),
+            v["phantom"].clone(),
+            v["coverage"]["without_origin"].as_u64()
+        ),
+        (
+            Some(2),
+            Some(0),
+            serde_json::json!([]),
+            serde_json::json!([]),
+            Some(0)
+        ),
+        "{err}\n{v}\n{}",
+        pf.log()
+    );
+    assert_eq!(code, 0);
+}
