@@ -23,7 +23,7 @@ use mss_tests::guard::{output_within, signal, wait_within, Guard};
 use mss_tests::postfix::{Postfix, PostfixBuilder};
 
 fn usage() -> ! {
-    eprintln!("usage: mss-bench milter ROUNDS MESSAGES SESSIONS SIDECAR_BIN [NOOP_MILTER_BIN]\n       mss-bench proxyfilter ROUNDS MESSAGES SESSIONS SIDECAR_BIN\n       mss-bench latency ADDR MESSAGES [SESSIONS]\n       mss-bench events ADDR SECONDS CONNECTIONS USERS\n       mss-bench rows CAPTURE_PATH EXPECTED");
+    eprintln!("usage: mss-bench milter ROUNDS MESSAGES SESSIONS SIDECAR_BIN [NOOP_MILTER_BIN]\n       mss-bench proxyfilter ROUNDS MESSAGES SESSIONS SIDECAR_BIN\n       mss-bench latency ADDR MESSAGES [SESSIONS]\n       mss-bench events ADDR SECONDS CONNECTIONS USERS\n       mss-bench rows CAPTURE_PATH EXPECTED\n       mss-bench reconcilerows CAPTURE_PATH MESSAGES");
     std::process::exit(2)
 }
 
@@ -55,6 +55,9 @@ fn main() {
             arg(&a, 3),
             &a.get(4).cloned().unwrap_or_else(|| usage()),
         ),
+        Some("reconcilerows") => {
+            reconcile_rows(&a.get(1).cloned().unwrap_or_else(|| usage()), arg(&a, 2))
+        }
         Some("rows") => rows(&a.get(1).cloned().unwrap_or_else(|| usage()), arg(&a, 2)),
         Some("latency") => latency(
             &a.get(1).cloned().unwrap_or_else(|| usage()),
@@ -496,4 +499,42 @@ fn events(addr: &str, secs: u64, conns: u64, users: u64) {
         .collect();
     let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
     println!("{:.0}", total as f64 / start.elapsed().as_secs_f64());
+}
+
+/// The rows of `tests/bench/reconcile.sh`'s generated log, written straight
+/// into a capture store (message i: queue id `%010X`, sender
+/// `u{i % 5000}@`, recipients `r{i % 7000}@ext.fr` and `s{i % 9000}@ext.fr`,
+/// accepted half a second after its `client=` line at 2026-11-01 + 2i s UTC).
+fn reconcile_rows(capture: &str, messages: u64) {
+    use mss_shared::model::{MessageRecord, Record};
+    use mss_shared::store::capture::{CaptureStore, Classifier};
+    let domain = "ch-test.mssante.fr".to_string();
+    let store = CaptureStore::open(std::path::Path::new(capture)).expect("capture store");
+    let cls = Classifier::new(std::slice::from_ref(&domain), jiff::tz::TimeZone::UTC);
+    let start = jiff::Timestamp::from_second(1_793_491_200)
+        .unwrap()
+        .as_microsecond(); // 2026-11-01T00:00:00Z
+    let mut batch = Vec::with_capacity(10_000);
+    for i in 0..messages {
+        let q = format!("{i:010X}");
+        batch.push(Record::Message(MessageRecord {
+            mail_id: format!("b1.x.{q}"),
+            queue_id: Some(q),
+            message_id: None,
+            sender: format!("u{}@{domain}", i % 5000),
+            recipients: vec![
+                format!("r{}@ext.fr", i % 7000),
+                format!("s{}@ext.fr", i % 9000),
+            ],
+            size: 1700,
+            time_us: start + i as i64 * 2_000_000 + 500_000,
+            frontend: "milter".into(),
+        }));
+        if batch.len() == 10_000 {
+            store.apply(&batch, &cls, false).expect("write");
+            batch.clear();
+        }
+    }
+    store.apply(&batch, &cls, false).expect("write");
+    store.flush().expect("flush");
 }

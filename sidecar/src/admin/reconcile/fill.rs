@@ -75,20 +75,32 @@ pub fn rows(report: &Report, node: &str) -> Vec<Filled> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::reconcile::{Coverage, Missing};
+    use crate::admin::reconcile::episodes::Message;
+    use crate::admin::reconcile::missing::MissingList;
+    use crate::admin::reconcile::Coverage;
 
-    fn missing(q: &str, rcpt: &str, reason: &str, origin: Origin, size: u64) -> Missing {
-        Missing {
+    /// Message `q` with its recipients, all missing for `reason`.
+    fn missing(
+        list: &mut MissingList,
+        q: &str,
+        rcpts: &[&str],
+        reason: &str,
+        origin: Origin,
+        size: u64,
+    ) {
+        let m = Message {
+            instance: "postfix".into(),
             queue_id: q.into(),
-            sender: "a@op.example".into(),
-            recipient: rcpt.into(),
-            time: "2026-10-02 10:00:00".into(),
-            reason: reason.into(),
-            origin: Some(origin),
-            domain: "op.example".into(),
-            size,
             time_us: 1_790_000_000_000_000,
-        }
+            seq: list.len() as u64,
+            origin,
+            sender: "a@op.example".into(),
+            size,
+            recipients: rcpts.iter().map(|r| r.to_string()).collect(),
+            milter_down: reason == "milter_down",
+            proxy_down: reason == "proxy_down",
+        };
+        list.add("op.example", &m, rcpts.iter().copied());
     }
 
     #[test]
@@ -101,18 +113,53 @@ mod tests {
 
     #[test]
     fn only_milter_down_is_filled_with_the_same_origin_median() {
+        let mut list = MissingList::new(jiff::tz::TimeZone::UTC);
+        missing(
+            &mut list,
+            "Q1",
+            &["x@ext.test", "y@ext.test"],
+            "milter_down",
+            Origin::Smtpd,
+            1000,
+        );
+        missing(
+            &mut list,
+            "Q2",
+            &["z@ext.test"],
+            "unexplained",
+            Origin::Smtpd,
+            900,
+        );
+        missing(
+            &mut list,
+            "Q3",
+            &["w@ext.test"],
+            "proxy_down",
+            Origin::Smtpd,
+            900,
+        );
+        missing(
+            &mut list,
+            "Q4",
+            &["v@ext.test"],
+            "milter_down",
+            Origin::Pickup,
+            500,
+        );
+        missing(
+            &mut list,
+            "Q5",
+            &["u@ext.test"],
+            "milter_down",
+            Origin::Unknown,
+            700,
+        );
+        list.sort();
         let report = Report {
             month: "2026-10".into(),
             matched: 4,
             filled: 0,
-            missing: vec![
-                missing("Q1", "x@ext.test", "milter_down", Origin::Smtpd, 1000),
-                missing("Q1", "y@ext.test", "milter_down", Origin::Smtpd, 1000),
-                missing("Q2", "z@ext.test", "unexplained", Origin::Smtpd, 900),
-                missing("Q3", "w@ext.test", "proxy_down", Origin::Smtpd, 900),
-                missing("Q4", "v@ext.test", "milter_down", Origin::Pickup, 500),
-                missing("Q5", "u@ext.test", "milter_down", Origin::Unknown, 700),
-            ],
+            missing: list,
             phantom: vec![],
             by_domain: vec![],
             coverage: Coverage::default(),

@@ -4,17 +4,22 @@
 //! - [`parse`]: streaming line reader (plain/.gz, three timestamp forms).
 //! - [`episodes`]: one message per (instance, queue id, episode).
 //! - [`windows`]: the sidecar's own start/stop marks → down windows.
+//! - [`matcher`]: the rows' compact index, each message matched as it ends,
+//!   phantoms by a second read of the store.
+//! - [`missing`]: the missing recipients, compact, serialised on the fly.
 //! - [`fill`]: `--fill`, rows rebuilt for `milter_down` gaps only (TAILLE
 //!   estimated), kept in the registry.
-//! - here: the sender rule, matching with the rows on (queue id, recipient)
-//!   within [`WINDOW_US`], the report and its exit code.
+//! - [`render`]: the human view.
+//! - here: the sender rule, the report's types, reading the logs, `run`.
 
 pub mod episodes;
 pub mod fill;
+pub mod matcher;
+pub mod missing;
 pub mod parse;
+pub mod render;
 pub mod windows;
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use jiff::tz::TimeZone;
@@ -23,10 +28,12 @@ use serde::Serialize;
 use mss_shared::config::{domain_of, Config};
 use mss_shared::month::{format_csv_date, from_micros, Month};
 use mss_shared::store::capture::{Classifier, OutRow};
-use mss_shared::store::filled::SOURCE_LOG;
+use mss_shared::store::registry::RegistryStore;
 use mss_shared::{exit, Error};
 
 use episodes::{Episodes, Message, Origin};
+use matcher::Matcher;
+use missing::{MissingList, Reason};
 
 /// A row and a logged message of the same (queue id, recipient) match when
 /// their times are this close (capture time is end of data; the log's origin
@@ -54,7 +61,8 @@ pub fn sender_domain(sender: &str, cls: &Classifier) -> Option<String> {
     cls.domains.contains(&d).then_some(d)
 }
 
-/// One recipient Postfix accepted with no row.
+/// One recipient Postfix accepted with no row (an owned view of
+/// [`MissingList`]'s compact entries).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Missing {
     pub queue_id: String,
@@ -133,7 +141,7 @@ pub struct Report {
     pub matched: u64,
     /// Recipients whose only row is one `--fill` rebuilt from the log.
     pub filled: u64,
-    pub missing: Vec<Missing>,
+    pub missing: MissingList,
     pub phantom: Vec<Phantom>,
     pub by_domain: Vec<DomainReport>,
     pub coverage: Coverage,
@@ -147,15 +155,35 @@ impl Report {
     pub fn reconciled(&self) -> bool {
         self.missing.is_empty() && self.phantom.is_empty()
     }
+
+    /// After `--fill`: every `milter_down` recipient now has a (filled) row.
+    pub fn absorb_filled(&mut self) {
+        for m in self.missing.iter().filter(|m| m.reason == "milter_down") {
+            let day = &m.time[..10];
+            self.filled += 1;
+            if let Some(d) = self.by_domain.iter_mut().find(|d| d.domain == m.domain) {
+                d.figures.missing -= 1;
+                d.figures.filled += 1;
+                if let Some(x) = d.days.iter_mut().find(|x| x.day == day) {
+                    x.figures.missing -= 1;
+                    x.figures.filled += 1;
+                }
+            }
+        }
+        self.missing.remove(Reason::MilterDown);
+    }
 }
 
-/// Read the logs into the month's messages (outbound, by the sender rule).
-pub fn read_logs(
+/// Stream the logs: each outbound message of the month (by the sender
+/// rule) is handed to `f` with its operator domain as soon as Postfix is
+/// done with it (not in time order).
+pub fn stream_logs(
     paths: &[PathBuf],
     month: Month,
     cls: &Classifier,
     cov: &mut Coverage,
-) -> Result<Vec<(String, Message)>, Error> {
+    mut f: impl FnMut(String, Message),
+) -> Result<(), Error> {
     let tz = cls.tz.clone();
     let (start, end) = (
         month.start(&tz).as_microsecond(),
@@ -163,13 +191,12 @@ pub fn read_logs(
     );
     let mut clock = parse::Clock::new(tz.clone(), month.year, month.month);
     let mut eps = Episodes::default();
-    let mut out = Vec::new();
     let mut keep = |m: Message| {
         if m.time_us < start || m.time_us >= end || m.recipients.is_empty() {
             return;
         }
         if let Some(d) = sender_domain(&m.sender, cls) {
-            out.push((d, m));
+            f(d, m);
         }
     };
     let (mut first, mut last): (Option<i64>, Option<i64>) = (None, None);
@@ -207,139 +234,45 @@ pub fn read_logs(
     cov.last_line = last.map(fmt);
     cov.gaps = gaps.into_iter().map(|(a, b)| [fmt(a), fmt(b)]).collect();
     cov.sidecar_down = down.finish(fmt);
+    Ok(())
+}
+
+/// The month's messages, in log time order (tests; `run` streams).
+pub fn read_logs(
+    paths: &[PathBuf],
+    month: Month,
+    cls: &Classifier,
+    cov: &mut Coverage,
+) -> Result<Vec<(String, Message)>, Error> {
+    let mut out = vec![];
+    stream_logs(paths, month, cls, cov, |d, m| out.push((d, m)))?;
     out.sort_by_key(|(_, m)| (m.time_us, m.seq));
     Ok(out)
 }
 
-/// Match the logged messages with the month's rows.
+/// Match messages already read with `rows` (tests and small inputs).
 pub fn reconcile(
     month: Month,
     tz: &TimeZone,
     msgs: &[(String, Message)],
     rows: &[OutRow],
-    mut cov: Coverage,
+    cov: Coverage,
     log_span: Option<(i64, i64)>,
 ) -> Report {
-    // (queue id, recipient) → indexes of rows, for nearest-in-time matching.
-    let mut index: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
-    for (i, r) in rows.iter().enumerate() {
-        if let Some(q) = &r.queue_id {
-            index
-                .entry((q.as_str(), r.recipient.as_str()))
-                .or_default()
-                .push(i);
-        }
+    let mut m = Matcher::new(tz.clone());
+    rows.iter().for_each(|r| m.index_row(r));
+    m.seal();
+    for (d, msg) in msgs {
+        m.message(d, msg);
     }
-    let mut used = vec![false; rows.len()];
-    let mut per: BTreeMap<String, BTreeMap<String, Figures>> = BTreeMap::new();
-    let day = |us: i64| format_csv_date(from_micros(us), tz)[..10].to_string();
-    let (mut matched, mut filled) = (0u64, 0u64);
-    let mut missing = Vec::new();
-    let mut overhead = Vec::new();
-    for (domain, m) in msgs {
-        let mut sampled = None;
-        for rcpt in &m.recipients {
-            let hit = index
-                .get(&(m.queue_id.as_str(), rcpt.as_str()))
-                .and_then(|c| {
-                    c.iter()
-                        .copied()
-                        .filter(|i| !used[*i] && (rows[*i].time_us - m.time_us).abs() <= WINDOW_US)
-                        .min_by_key(|i| (rows[*i].time_us - m.time_us).abs())
-                });
-            let f = per
-                .entry(domain.clone())
-                .or_default()
-                .entry(day(m.time_us))
-                .or_default();
-            if let Some(i) = hit {
-                used[i] = true;
-                if rows[i].frontend == SOURCE_LOG {
-                    filled += 1;
-                    f.filled += 1;
-                } else {
-                    matched += 1;
-                    f.matched += 1;
-                    if sampled != Some(m.seq) {
-                        sampled = Some(m.seq);
-                        overhead.push((m.origin, m.size as i64 - rows[i].size as i64));
-                    }
-                }
-            } else {
-                f.missing += 1;
-                let reason = if m.milter_down {
-                    "milter_down"
-                } else if m.proxy_down {
-                    "proxy_down"
-                } else {
-                    "unexplained"
-                };
-                missing.push(Missing {
-                    queue_id: m.queue_id.clone(),
-                    sender: m.sender.clone(),
-                    recipient: rcpt.clone(),
-                    time: format_csv_date(from_micros(m.time_us), tz),
-                    reason: reason.into(),
-                    origin: Some(m.origin),
-                    domain: domain.clone(),
-                    size: m.size,
-                    time_us: m.time_us,
-                });
-            }
-        }
-    }
-    let mut phantom = Vec::new();
-    for (i, r) in rows.iter().enumerate() {
-        if used[i] {
-            continue;
-        }
-        let inside = log_span.is_some_and(|(a, b)| r.time_us >= a && r.time_us <= b);
-        if !inside {
-            cov.rows_outside_logs += 1;
-            continue;
-        }
-        per.entry(r.domain.clone())
-            .or_default()
-            .entry(day(r.time_us))
-            .or_default()
-            .phantom += 1;
-        phantom.push(Phantom {
-            mail_id: r.mail_id.clone(),
-            queue_id: r.queue_id.clone(),
-            sender: r.sender.clone(),
-            recipient: r.recipient.clone(),
-            time: format_csv_date(from_micros(r.time_us), tz),
-        });
-    }
-    let by_domain = per
-        .into_iter()
-        .map(|(domain, days)| {
-            let mut figures = Figures::default();
-            for f in days.values() {
-                figures.matched += f.matched;
-                figures.filled += f.filled;
-                figures.missing += f.missing;
-                figures.phantom += f.phantom;
-            }
-            DomainReport {
-                domain,
-                figures,
-                days: days
-                    .into_iter()
-                    .map(|(day, figures)| DayReport { day, figures })
-                    .collect(),
-            }
-        })
-        .collect();
-    Report {
-        month: format!("{:04}-{:02}", month.year, month.month),
-        matched,
-        filled,
-        missing,
-        phantom,
-        by_domain,
-        coverage: cov,
-        overhead,
+    let name = format!("{:04}-{:02}", month.year, month.month);
+    let r: Result<Report, std::convert::Infallible> = m.finish(name, cov, log_span, |f| {
+        rows.iter().cloned().for_each(f);
+        Ok(())
+    });
+    match r {
+        Ok(r) => r,
+        Err(e) => match e {},
     }
 }
 
@@ -356,65 +289,70 @@ pub fn run(
     let month = Month::parse(month)?;
     let cls = Classifier::from_config(&cfg);
     let tz = cfg.tz();
-    let mut cov = Coverage::default();
-    let msgs = read_logs(logs, month, &cls, &mut cov)?;
     let sec = crate::admin::SecondaryCapture::open(&cfg)?;
-    let mut rows = Vec::new();
-    let prefix = node.map(|n| format!("{n}."));
-    let mine = |r: &OutRow| prefix.as_deref().is_none_or(|p| r.mail_id.starts_with(p));
-    sec.store.for_each_out(month, None, |r| {
-        if mine(&r) {
-            rows.push(r);
-        }
-    })?;
-    let captured = rows.len();
     let reg_path = &cfg.store.registry_path;
     // `--fill` writes the registry: open it for writing first, so a busy
-    // registry stops the run before any work is reported.
+    // registry stops the run before any work is done.
     let reg = if fill {
-        Some(mss_shared::store::registry::RegistryStore::open(reg_path)?)
+        Some(RegistryStore::open(reg_path)?)
     } else {
-        mss_shared::store::registry::RegistryStore::open_read_only(reg_path)?
+        RegistryStore::open_read_only(reg_path)?
     };
-    if let Some(r) = &reg {
-        rows.extend(
-            r.filled(month)?
-                .iter()
-                .map(|f| f.to_row())
-                .filter(|r| mine(r)),
-        );
-    }
+    let prefix = node.map(|n| format!("{n}."));
+    let mine = |r: &OutRow| prefix.as_deref().is_none_or(|p| r.mail_id.starts_with(p));
+    let filled = match &reg {
+        Some(r) => r.filled(month)?,
+        None => vec![],
+    };
+    // Every row of the month (captured, then filled), for one node.
+    let each_row = |f: &mut dyn FnMut(OutRow)| -> Result<(), Error> {
+        sec.store.for_each_out(month, None, |r| {
+            if mine(&r) {
+                f(r);
+            }
+        })?;
+        filled
+            .iter()
+            .map(|x| x.to_row())
+            .filter(|r| mine(r))
+            .for_each(f);
+        Ok(())
+    };
+    let mut matcher = Matcher::new(tz.clone());
+    each_row(&mut |r| matcher.index_row(&r))?;
+    matcher.seal();
+    let mut cov = Coverage::default();
+    stream_logs(logs, month, &cls, &mut cov, |d, m| matcher.message(&d, &m))?;
     let span = span_of(&cov, &tz);
-    let mut report = reconcile(month, &tz, &msgs, &rows, cov.clone(), span);
+    let mut report = matcher.finish(month.to_string(), cov, span, each_row)?;
     if let (true, Some(r)) = (fill, &reg) {
         let me = node.unwrap_or(&cfg.operator.node);
+        let (mut written, mut proposed) = (0, 0);
         let new = fill::rows(&report, me);
-        let written = r.add_filled(month, &new)?;
+        for chunk in new.chunks(10_000) {
+            proposed += chunk.len();
+            written += r.add_filled(month, chunk)?;
+        }
         let oldest = mss_shared::figures::oldest_kept(&cfg, jiff::Timestamp::now());
         r.purge_filled_before(oldest)?;
         eprintln!(
             "reconcile --fill: {written} row(s) rebuilt from the log for milter_down gaps ({} already there); other gaps are reported, never filled",
-            new.len() - written
+            proposed - written
         );
-        if written > 0 {
-            rows.truncate(captured);
-            rows.extend(
-                r.filled(month)?
-                    .iter()
-                    .map(|f| f.to_row())
-                    .filter(|r| mine(r)),
-            );
-            report = reconcile(month, &tz, &msgs, &rows, cov, span);
-        }
+        report.absorb_filled();
     }
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("serialisable")
-        );
+    let out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
+    let written = if json {
+        serde_json::to_writer_pretty(&mut out, &report)
+            .map_err(std::io::Error::other)
+            .and_then(|()| std::io::Write::write_all(&mut out, b"\n"))
     } else {
-        print!("{}", render(&report));
-    }
+        render::write(&mut out, &report)
+    };
+    written
+        .and_then(|()| std::io::Write::flush(&mut out))
+        .map_err(|e| Error::Other(format!("writing the report: {e}")))?;
     Ok(if report.reconciled() {
         exit::OK
     } else {
@@ -432,62 +370,6 @@ fn span_of(cov: &Coverage, tz: &TimeZone) -> Option<(i64, i64)> {
         p(cov.first_line.as_ref()?)?,
         p(cov.last_line.as_ref()?)? + 999_999,
     ))
-}
-
-/// Human view.
-pub fn render(r: &Report) -> String {
-    use std::fmt::Write;
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "month {}: matched {}  filled {}  missing {}  phantom {}  ({})",
-        r.month,
-        r.matched,
-        r.filled,
-        r.missing.len(),
-        r.phantom.len(),
-        if r.reconciled() {
-            "reconciled"
-        } else {
-            "NOT reconciled"
-        }
-    );
-    let c = &r.coverage;
-    let _ = writeln!(
-        o,
-        "logs: {} files, {} lines ({} unreadable), {} .. {}, {} gaps, {} messages without origin line, {} rows outside the logs",
-        c.files,
-        c.lines,
-        c.unreadable,
-        c.first_line.as_deref().unwrap_or("-"),
-        c.last_line.as_deref().unwrap_or("-"),
-        c.gaps.len(),
-        c.without_origin,
-        c.rows_outside_logs
-    );
-    for d in &r.by_domain {
-        let f = &d.figures;
-        let _ = writeln!(
-            o,
-            "{}: matched {}  filled {}  missing {}  phantom {}",
-            d.domain, f.matched, f.filled, f.missing, f.phantom
-        );
-    }
-    for m in &r.missing {
-        let _ = writeln!(
-            o,
-            "missing {} {} {} -> {} {}",
-            m.time, m.queue_id, m.sender, m.recipient, m.reason
-        );
-    }
-    for p in &r.phantom {
-        let _ = writeln!(
-            o,
-            "phantom {} {} {} -> {}",
-            p.time, p.mail_id, p.sender, p.recipient
-        );
-    }
-    o
 }
 
 #[cfg(test)]
