@@ -39,12 +39,17 @@ pub struct Message {
     pub milter_down: bool,
     /// The smtpd session could not reach its proxy filter.
     pub proxy_down: bool,
+    /// cleanup logged its `message-id=`: the SMTP commands are over, a later
+    /// warning of its smtpd session is not about it.
+    pub content_seen: bool,
 }
 
 #[derive(Default)]
 struct Session {
     milter_down: bool,
     proxy_down: bool,
+    /// The transaction in progress (its `client=` line was logged).
+    current: Option<String>,
 }
 
 /// The state machine; feed it lines in log order, collect finished messages.
@@ -56,6 +61,8 @@ pub struct Episodes {
     sessions: HashMap<(String, u32), Session>,
     /// cleanup pids that just warned about their milter (next message-id).
     cleanup_warned: HashMap<(String, u32), bool>,
+    /// The message each cleanup pid is on (its last `message-id=` line).
+    cleanup_current: HashMap<(String, u32), String>,
     pub without_origin: u64,
     next_seq: u64,
 }
@@ -84,6 +91,15 @@ fn angle(s: &str, key: &str) -> Option<String> {
     Some(rest[..rest.find('>')?].to_ascii_lowercase())
 }
 
+/// A milter failure before any message data (connecting, negotiating):
+/// cleanup logs it just before the message-id of the message it concerns;
+/// any other failure (header, body, end of message) comes after it.
+fn is_connection_failure(msg: &str) -> bool {
+    msg.contains("Milter service")
+        || msg.contains("read error in initial handshake")
+        || msg.contains("SMFIC_OPTNEG")
+}
+
 fn is_milter_failure(msg: &str) -> bool {
     msg.starts_with("warning: ")
         && (msg.contains("Milter service")
@@ -102,19 +118,31 @@ impl Episodes {
         match l.service {
             "smtpd" => self.smtpd(l),
             "cleanup" => {
+                let pid = (inst.to_string(), l.pid);
                 if let Some((qid, rest)) = queue_id(l.msg) {
                     if rest.starts_with("message-id=") {
-                        let warned = self
-                            .cleanup_warned
-                            .remove(&(inst.to_string(), l.pid))
-                            .unwrap_or(false);
+                        let warned = self.cleanup_warned.remove(&pid).unwrap_or(false);
+                        self.cleanup_current.insert(pid, qid.to_string());
                         let m = self.get(inst, qid, l.time_us);
                         m.milter_down |= warned;
+                        m.content_seen = true;
                     } else if is_milter_failure(rest) {
                         self.get(inst, qid, l.time_us).milter_down = true;
                     }
                 } else if is_milter_failure(l.msg) {
-                    self.cleanup_warned.insert((inst.to_string(), l.pid), true);
+                    // After the message-id (header, body, end of message):
+                    // the message this cleanup is on passes without us.
+                    let current = self
+                        .cleanup_current
+                        .get(&pid)
+                        .filter(|_| !is_connection_failure(l.msg))
+                        .and_then(|q| self.open.get_mut(&(inst.to_string(), q.clone())));
+                    match current {
+                        Some(m) => m.milter_down = true,
+                        None => {
+                            self.cleanup_warned.insert(pid, true);
+                        }
+                    }
                 }
             }
             "pickup" => {
@@ -197,11 +225,12 @@ impl Episodes {
         }
         if let Some((qid, rest)) = queue_id(l.msg) {
             if rest.starts_with("client=") {
-                let s = self.sessions.get(&key);
+                let s = self.sessions.entry(key).or_default();
+                s.current = Some(qid.to_string());
                 self.next_seq += 1;
                 let mut m = new_message(l.instance, qid, l.time_us, self.next_seq, Origin::Smtpd);
-                m.milter_down = s.is_some_and(|s| s.milter_down);
-                m.proxy_down = s.is_some_and(|s| s.proxy_down);
+                m.milter_down = s.milter_down;
+                m.proxy_down = s.proxy_down;
                 self.open
                     .insert((l.instance.to_string(), qid.to_string()), m);
             } else if is_milter_failure(rest) {
@@ -209,10 +238,22 @@ impl Episodes {
             }
             return;
         }
-        if l.msg.starts_with("warning: connect to proxy filter") {
-            self.sessions.entry(key).or_default().proxy_down = true;
-        } else if is_milter_failure(l.msg) {
-            self.sessions.entry(key).or_default().milter_down = true;
+        let proxy = l.msg.starts_with("warning: connect to proxy filter");
+        if !proxy && !is_milter_failure(l.msg) {
+            return;
+        }
+        let s = self.sessions.entry(key).or_default();
+        s.proxy_down |= proxy;
+        s.milter_down |= !proxy;
+        // The transaction in progress (a later RCPT, DATA) passes too.
+        if let Some(m) = s
+            .current
+            .as_ref()
+            .and_then(|q| self.open.get_mut(&(l.instance.to_string(), q.clone())))
+            .filter(|m| !m.content_seen)
+        {
+            m.proxy_down |= proxy;
+            m.milter_down |= !proxy;
         }
     }
 
@@ -261,5 +302,6 @@ fn new_message(inst: &str, qid: &str, time_us: i64, seq: u64, origin: Origin) ->
         recipients: BTreeSet::new(),
         milter_down: false,
         proxy_down: false,
+        content_seen: false,
     }
 }

@@ -99,6 +99,7 @@ mod tests {
             recipients: rcpts.iter().map(|r| r.to_string()).collect(),
             milter_down: reason == "milter_down",
             proxy_down: reason == "proxy_down",
+            content_seen: true,
         };
         list.add("op.example", &m, rcpts.iter().copied());
     }

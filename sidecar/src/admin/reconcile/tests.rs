@@ -163,3 +163,51 @@ Dec 02 12:00:00 mx postfix/qmgr[30]: 00000A: from=<root@a.fr>, size=400, nrcpt=1
     let ids: Vec<&str> = out.iter().map(|m| m.queue_id.as_str()).collect();
     assert_eq!(ids, ["FFFFF1", "00000A"]);
 }
+
+/// Lines as a real Postfix 3.7 logged them when the sidecar stopped under
+/// load: the milter died at end of message (cleanup warns after the
+/// message-id of the message it was on) and during a RCPT (smtpd warns in
+/// the session whose transaction is in progress).
+#[test]
+fn milter_dying_mid_message_pins_that_message_only() {
+    let log = "\
+Dec 05 11:46:25 mx postfix/smtpd[911]: connect from localhost[127.0.0.1]
+Dec 05 11:46:25 mx postfix/smtpd[911]: 147B798E174: client=localhost[127.0.0.1]
+Dec 05 11:46:25 mx postfix/smtpd[915]: connect from localhost[127.0.0.1]
+Dec 05 11:46:25 mx postfix/smtpd[915]: 2A00000E175: client=localhost[127.0.0.1]
+Dec 05 11:46:25 mx postfix/cleanup[712]: 0AAAAAAE170: message-id=<done@vm>
+Dec 05 11:46:25 mx postfix/qmgr[662]: 0AAAAAAE170: from=<dr.load@a.fr>, size=600, nrcpt=1 (queue active)
+Dec 05 11:46:25 mx postfix/smtpd[915]: warning: milter inet:127.0.0.1:34777: can't read SMFIC_RCPT reply packet header: Application error
+Dec 05 11:46:25 mx postfix/cleanup[711]: 147B798E174: message-id=<77e1.0007.0160@vm>
+Dec 05 11:46:25 mx postfix/cleanup[711]: warning: milter inet:127.0.0.1:34777: can't read SMFIC_BODYEOB reply packet header: Application error
+Dec 05 11:46:25 mx postfix/cleanup[712]: 2A00000E175: message-id=<x@vm>
+Dec 05 11:46:25 mx postfix/qmgr[662]: 147B798E174: from=<dr.load@a.fr>, size=607, nrcpt=2 (queue active)
+Dec 05 11:46:25 mx postfix/qmgr[662]: 2A00000E175: from=<dr.load@a.fr>, size=607, nrcpt=1 (queue active)
+Dec 05 11:46:25 mx postfix/discard[910]: 147B798E174: to=<83r@ext.test>, relay=none, status=sent (ext.test)
+Dec 05 11:46:25 mx postfix/discard[910]: 2A00000E175: to=<84r@ext.test>, relay=none, status=sent (ext.test)
+Dec 05 11:46:25 mx postfix/discard[910]: 0AAAAAAE170: to=<85r@ext.test>, relay=none, status=sent (ext.test)
+Dec 05 11:46:25 mx postfix/qmgr[662]: 147B798E174: removed
+Dec 05 11:46:25 mx postfix/qmgr[662]: 2A00000E175: removed
+Dec 05 11:46:25 mx postfix/qmgr[662]: 0AAAAAAE170: removed
+";
+    let mut clock = parse::Clock::new(TimeZone::UTC, 2026, 12);
+    let mut eps = Episodes::default();
+    let mut out = Vec::new();
+    for l in log.lines() {
+        eps.line(&clock.split(l).unwrap(), |m| out.push(m));
+    }
+    eps.finish(|m| out.push(m));
+    let pinned: Vec<(&str, bool)> = out
+        .iter()
+        .map(|m| (m.queue_id.as_str(), m.milter_down))
+        .collect();
+    assert_eq!(
+        pinned,
+        [
+            ("147B798E174", true),
+            ("2A00000E175", true),
+            // Its cleanup (712) warned about nothing while on it.
+            ("0AAAAAAE170", false),
+        ]
+    );
+}
