@@ -31,7 +31,7 @@ SINK=$(port); HAP=$(port); SIDE=$(port); REF=$(port)
 /usr/sbin/smtp-sink -u nobody -c 127.0.0.1:$SINK 256 >/dev/null & pids+=($!)
 printf 'global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\nlisten smtp\n  bind 127.0.0.1:%s\n  server sink 127.0.0.1:%s\n' $HAP $SINK > "$W/haproxy.cfg"
 haproxy -q -f "$W/haproxy.cfg" & pids+=($!)
-printf '[service]\nuser = "root"\n[operator]\ndomains = ["ch-bench.mssante.fr"]\nnode = "bench"\n[store]\ncapture_path = "%s/capture"\nregistry_path = "%s/registry"\n[proxy]\nlisten = "127.0.0.1:%s"\nupstream = "127.0.0.1:%s"\n' "$W" "$W" $SIDE $SINK > "$W/config.toml"
+printf '[service]\nuser = "root"\nmail_log_marks = false\n[operator]\ndomains = ["ch-bench.mssante.fr"]\nnode = "bench"\n[store]\ncapture_path = "%s/capture"\nregistry_path = "%s/registry"\n[proxy]\nlisten = "127.0.0.1:%s"\nupstream = "127.0.0.1:%s"\n' "$W" "$W" $SIDE $SINK > "$W/config.toml"
 MSS_LOG=warn "$T/mss-sidecar" --config "$W/config.toml" & pids+=($!)
 # The durable pass-through reference (tests/bench/durable_proxy.rs), store file on the same disk.
 "$T/mss-ref-durable-proxy" 127.0.0.1:$REF 127.0.0.1:$SINK "$W/ref.log" & pids+=($!)

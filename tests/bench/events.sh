@@ -32,6 +32,7 @@ cat > "$W/config.toml" <<CFG
 # Benchmarks run as root with their store in a root-only temp dir.
 [service]
 user = "root"
+mail_log_marks = false
 [operator]
 domains = ["ch-bench.mssante.fr"]
 node = "bench"

@@ -28,6 +28,7 @@ P=$(port)
 cat > "$W/config.toml" <<CFG
 [service]
 user = "root"
+mail_log_marks = false
 
 [operator]
 domains = ["ch-test.mssante.fr"]

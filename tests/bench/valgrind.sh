@@ -40,6 +40,7 @@ smtp-sink -u nobody -c 127.0.0.1:$SINK 256 >/dev/null 2>&1 & pids+=($!)
 cat > "$W/config.toml" <<CFG
 [service]
 user = "root"
+mail_log_marks = false
 [operator]
 domains = ["ch-bench.mssante.fr"]
 node = "bench"

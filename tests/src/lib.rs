@@ -7,6 +7,7 @@
 //! - [`guard`]: bounded waits on child processes; a guard that stops a child on drop.
 //! - [`dovecot`]: a private Dovecot as SASL server.
 //! - [`debian13`]: the Debian 13 chroot (Dovecot 2.4, Postfix 3.10) and a Dovecot 2.4 in it.
+//! - [`lanes`]: checks run alike in the Debian 12 and Debian 13 lanes (Dovecot 2.3 / 2.4).
 //! - [`postfix`]: private Postfix instances (own config, queue, loopback port).
 //! - [`swaks`]: the swaks client.
 //! - [`smtp`]: a raw SMTP client for exact bytes and pipelining.
@@ -20,6 +21,7 @@ pub mod debian13;
 pub mod dovecot;
 pub mod fake_upstream;
 pub mod guard;
+pub mod lanes;
 pub mod postfix;
 pub mod sidecar;
 pub mod sipil;

@@ -21,7 +21,7 @@ pub const DOMAIN: &str = "ch-test.mssante.fr";
 
 /// Tests run as root and their stores live in root's temporary directories:
 /// the daemon keeps root (instead of dropping to `mss`).
-pub const STAY_ROOT: &str = "[service]\nuser = \"root\"\n\n";
+pub const STAY_ROOT: &str = "[service]\nuser = \"root\"\nmail_log_marks = false\n\n";
 
 /// A configuration text for a proxy in front of `upstream` (`extra_proxy`:
 /// more `[proxy]` keys), from [`TestConfig`].

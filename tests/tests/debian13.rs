@@ -453,3 +453,24 @@ fn packaged_dovecot_2_4_snippet_is_accepted_by_doveconf_2_4_and_the_2_3_one_is_n
     }
     assert!(!doveconf("dovecot-events.conf").status.success());
 }
+
+/// Dovecot 2.4's IMAP logins, through both the events endpoint and the
+/// dict socket, make the month's Connexions file, exact: the same check as
+/// the Debian 12 lane's with Dovecot 2.3 (`mss_tests::lanes`).
+#[test]
+fn dovecot_2_4_logins_make_the_exact_connexions_file() {
+    // The socket must be reachable from inside the chroot.
+    let sockdir = tempfile::Builder::new()
+        .prefix("mss-dict-")
+        .tempdir_in(root().join("tmp"))
+        .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(sockdir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    mss_tests::lanes::logins_make_the_exact_connexions_file(
+        sockdir.path(),
+        |users, imap, url, sock| {
+            let dv = Dovecot24::start(users, imap, Some(url), Some(sock)).expect("dovecot 2.4");
+            Box::new(dv)
+        },
+    );
+}

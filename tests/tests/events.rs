@@ -285,3 +285,27 @@ fn the_last_login_dict_socket_records_imap_logins_and_is_removed_at_stop() {
     }
     assert!(!sock.exists(), "socket file left behind");
 }
+
+/// Dovecot 2.3's IMAP logins, through both the events endpoint and the
+/// dict socket, make the month's Connexions file, exact (the Debian 13
+/// lane runs the same check with Dovecot 2.4).
+#[test]
+fn dovecot_2_3_logins_make_the_exact_connexions_file() {
+    let sockdir = tempfile::tempdir().unwrap();
+    mss_tests::lanes::logins_make_the_exact_connexions_file(
+        sockdir.path(),
+        |users, imap, url, sock| {
+            let dv = Dovecot::start_imap(
+                users,
+                imap,
+                &ImapOptions {
+                    events_url: Some(url),
+                    time_format: "time-rfc3339",
+                    dict_socket: Some(sock),
+                },
+            )
+            .expect("dovecot 2.3");
+            Box::new(dv)
+        },
+    );
+}

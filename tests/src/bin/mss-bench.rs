@@ -177,7 +177,7 @@ fn milter(rounds: u64, msgs: u64, sessions: u64, sidecar: &str, noop: Option<&st
     std::fs::write(
         &cfg,
         format!(
-            "[service]\nuser = \"root\"\n[operator]\ndomains = [\"ch-bench.mssante.fr\"]\nnode = \"bench\"\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\n[milter]\nlisten = \"{}\"\n",
+            "[service]\nuser = \"root\"\nmail_log_marks = false\n[operator]\ndomains = [\"ch-bench.mssante.fr\"]\nnode = \"bench\"\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\n[milter]\nlisten = \"{}\"\n",
             dir.path().join("capture").display(),
             dir.path().join("registry").display(),
             maddr.listen
@@ -305,7 +305,7 @@ fn proxy_filter(rounds: u64, msgs: u64, sessions: u64, sidecar: &str) {
     std::fs::write(
         &cfg,
         format!(
-            "[service]\nuser = \"root\"\n[operator]\ndomains = [\"ch-bench.mssante.fr\"]\nnode = \"bench\"\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\n[proxy]\nlisten = \"127.0.0.1:{pport}\"\nupstream = \"{}\"\nmax_sessions = 2000\n",
+            "[service]\nuser = \"root\"\nmail_log_marks = false\n[operator]\ndomains = [\"ch-bench.mssante.fr\"]\nnode = \"bench\"\n[store]\ncapture_path = \"{}\"\nregistry_path = \"{}\"\n[proxy]\nlisten = \"127.0.0.1:{pport}\"\nupstream = \"{}\"\nmax_sessions = 2000\n",
             dir.path().join("capture").display(),
             dir.path().join("registry").display(),
             back.addr()
