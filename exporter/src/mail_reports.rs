@@ -17,7 +17,6 @@ use mss_shared::month::Month;
 use mss_shared::report::text::{t, Lang};
 use mss_shared::report::write::{render, Format};
 use mss_shared::report::{build, Report, Select};
-use mss_shared::store::capture::CaptureStore;
 use mss_shared::Error;
 
 use crate::state::with_reg;
@@ -99,7 +98,7 @@ pub fn mail_pending(cfg: &Config, month: Month) -> Result<Vec<String>, Error> {
         .prefix("mss-export-secondary-")
         .tempdir()
         .map_err(|e| Error::Other(format!("temporary directory: {e}")))?;
-    let cap = CaptureStore::open_secondary(&cfg.store.capture_path, sec.path())?;
+    let cap = mss_shared::central::snapshot::open_for_reading(cfg, sec.path())?;
     let (reports, mailed) = with_reg(cfg, |reg| {
         let reports = build(
             cfg,

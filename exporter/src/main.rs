@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use mss_shared::config::Config;
 use mss_shared::month::Month;
-use mss_shared::store::capture::CaptureStore;
 use mss_shared::store::registry::RegistryStore;
 use mss_shared::{exit, Error};
 
@@ -33,6 +32,9 @@ enum Cmd {
         /// Machine-readable report.
         #[arg(long)]
         json: bool,
+        /// With [central]: build even if a node has not shipped the whole month.
+        #[arg(long)]
+        allow_incomplete: bool,
     },
     /// Check a ZIP or CSV file against the ANS format; list every problem (exit 1 if any).
     Validate { path: PathBuf },
@@ -78,13 +80,28 @@ fn run(args: Args) -> Result<i32, Error> {
             mss_exporter::run::run(&cfg, month, now)
         }
         Cmd::Status { json } => mss_exporter::status::status(&cfg, json),
-        Cmd::Build { month, out, json } => {
+        Cmd::Build {
+            month,
+            out,
+            json,
+            allow_incomplete,
+        } => {
             let month = Month::parse(&month)?;
+            let lagging = mss_shared::central::nodes::incomplete(&cfg, month)?;
+            if !lagging.is_empty() {
+                let why = lagging.join("; ");
+                if !allow_incomplete {
+                    return Err(Error::Incomplete(format!(
+                        "{month} is not complete centrally: {why}. Each node ships when it is back; `mss-admin central nodes` shows them; --allow-incomplete builds anyway"
+                    )));
+                }
+                eprintln!("warning: {month} is not complete centrally: {why}");
+            }
             let sec = tempfile::Builder::new()
                 .prefix("mss-export-secondary-")
                 .tempdir()
                 .map_err(|e| Error::Other(format!("temporary directory: {e}")))?;
-            let cap = CaptureStore::open_secondary(&cfg.store.capture_path, sec.path())?;
+            let cap = mss_shared::central::snapshot::open_for_reading(&cfg, sec.path())?;
             let reg = RegistryStore::open(&cfg.store.registry_path)?;
             let out = out.unwrap_or_else(|| cfg.export.out_dir.clone());
             let now = Month::current(&cfg.tz());

@@ -13,7 +13,6 @@ use std::time::Duration;
 use jiff::Timestamp;
 use mss_shared::config::{Config, Sipil};
 use mss_shared::month::Month;
-use mss_shared::store::capture::CaptureStore;
 use mss_shared::{exit, Error};
 
 use crate::sipil::{self, Client, Verdict};
@@ -98,7 +97,7 @@ fn build_into(cfg: &Config, month: Month, dir: &Path) -> Result<Vec<PathBuf>, Er
         .prefix("mss-export-secondary-")
         .tempdir()
         .map_err(|e| Error::Other(format!("temporary directory: {e}")))?;
-    let cap = CaptureStore::open_secondary(&cfg.store.capture_path, sec.path())?;
+    let cap = mss_shared::central::snapshot::open_for_reading(cfg, sec.path())?;
     let report = with_reg(cfg, |reg| crate::build::build(cfg, &cap, reg, month, dir))?;
     Ok(report.archives)
 }
@@ -400,6 +399,25 @@ pub fn run(cfg: &Config, month: Option<Month>, now: Option<Timestamp>) -> Result
             println!("{target}: accepted, nothing to do");
             mail_reports(cfg, target)?;
             return Ok(exit::OK);
+        }
+    }
+    // [central]: wait for every node to have shipped the month, until the
+    // day before the deadline; then submit what is there, saying who lags.
+    if rec
+        .as_ref()
+        .is_none_or(|r| matches!(r.state, State::Built | State::Validated))
+    {
+        let lagging = mss_shared::central::nodes::incomplete(cfg, target)?;
+        if !lagging.is_empty() {
+            let why = lagging.join("; ");
+            if deadline.days_left > 1 {
+                println!("{target}: waiting for every node to ship the month: {why}");
+                return Ok(exit::INCOMPLETE);
+            }
+            eprintln!(
+                "WARNING: the ANS deadline is {}: submitting {target} without what these nodes hold: {why}",
+                deadline.date
+            );
         }
     }
     let client = Client::new(s)?;

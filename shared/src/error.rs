@@ -27,6 +27,12 @@ pub enum Error {
     /// (without `--force`), or dated in the future.
     #[error("{0}")]
     Refused(String),
+    /// The central PostgreSQL (`[central]`) cannot be used.
+    #[error("central store: {0}")]
+    Central(String),
+    /// The month is not complete centrally: a node lags.
+    #[error("{0}")]
+    Incomplete(String),
     /// Anything else, with context.
     #[error("{0}")]
     Other(String),
@@ -42,6 +48,8 @@ impl Error {
             Error::Remote(_) => exit::SIPIL,
             Error::TooOld(_) => exit::TOO_OLD,
             Error::Refused(_) => exit::REFUSED,
+            Error::Central(_) => exit::CENTRAL,
+            Error::Incomplete(_) => exit::INCOMPLETE,
             Error::Other(_) => exit::UNEXPECTED,
         }
     }

@@ -36,3 +36,9 @@ pub const TOO_OLD: i32 = 13;
 /// `mss-admin mailbox import|set`: a status date in the future, or inside a
 /// month whose deposit the ANS already accepted (without `--force`).
 pub const REFUSED: i32 = 14;
+/// `[central]`: PostgreSQL unreachable, refusing us (password, TLS, role),
+/// on an unknown newer schema, or this node's name taken by another node.
+pub const CENTRAL: i32 = 15;
+/// `mss-export build` (with `[central]`): the month is not complete, a node
+/// has not shipped everything it captured up to its end (`--allow-incomplete`).
+pub const INCOMPLETE: i32 = 16;

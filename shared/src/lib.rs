@@ -1,6 +1,7 @@
 //! # mss-shared: what every mss-sidecar binary agrees on
 //!
 //! ## Layout
+//! - [`central`]: `[central]`, several nodes through PostgreSQL (schema, nodes, shipping, the merged snapshot).
 //! - [`certificate`]: days left on the operator's client certificate.
 //! - [`config`]: the TOML configuration, strict loading and validation.
 //! - [`coverage`]: `[coverage]`, from which day every login is captured.
@@ -15,6 +16,7 @@
 //!   fate, Connexions lines with their rule (exporter, counts, connexions, show).
 //! - [`report`]: a structure's monthly report (figures from [`figures`]; HTML, JSON, CSV).
 
+pub mod central;
 pub mod certificate;
 pub mod config;
 pub mod coverage;

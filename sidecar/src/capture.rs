@@ -56,6 +56,8 @@ pub struct StoreSink {
     path: std::path::PathBuf,
     last_reopen: std::sync::Mutex<Option<Instant>>,
     pub classifier: Classifier,
+    /// `[central]`: every commit also fills the outbox (kept across reopens).
+    outbox: bool,
 }
 
 impl StoreSink {
@@ -65,6 +67,31 @@ impl StoreSink {
             store: std::sync::Mutex::new(Some(store)),
             last_reopen: std::sync::Mutex::new(None),
             classifier,
+            outbox: false,
+        }
+    }
+
+    /// Fill the outbox with every commit from now on (`[central]`).
+    ///
+    /// # Errors
+    /// The store's, when its outbox cannot be read.
+    pub fn with_outbox(mut self) -> Result<Self, mss_shared::Error> {
+        if let Some(s) = self.store.get_mut().unwrap_or_else(|p| p.into_inner()) {
+            s.enable_outbox()?;
+        }
+        self.outbox = true;
+        Ok(self)
+    }
+
+    /// Run `f` on the open store (the writer's lock held: keep it short).
+    pub fn with_store<T>(
+        &self,
+        f: impl FnOnce(&CaptureStore) -> Result<T, mss_shared::Error>,
+    ) -> Result<T, String> {
+        let guard = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            Some(s) => f(s).map_err(|e| e.to_string()),
+            None => Err("capture store closed after a write failure; reopening".into()),
         }
     }
 }
@@ -78,7 +105,12 @@ impl Sink for StoreSink {
                 return Err("capture store closed after a write failure; reopening".into());
             }
             *last = Some(Instant::now());
-            match CaptureStore::open(&self.path) {
+            match CaptureStore::open(&self.path).and_then(|s| {
+                if self.outbox {
+                    s.enable_outbox()?;
+                }
+                Ok(s)
+            }) {
                 Ok(s) => {
                     tracing::info!(store = %self.path.display(), "capture store reopened after a write failure");
                     *guard = Some(s);

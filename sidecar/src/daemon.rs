@@ -76,7 +76,12 @@ pub fn run(config_path: &Path) -> Result<i32, Error> {
         &cfg,
         jiff::Timestamp::now(),
     ))?;
-    let sink = Arc::new(StoreSink::new(store, Classifier::from_config(&cfg)));
+    let mut store_sink = StoreSink::new(store, Classifier::from_config(&cfg));
+    if cfg.central.is_some() {
+        store_sink = store_sink.with_outbox()?;
+    }
+    let store_sink = Arc::new(store_sink);
+    let sink: Arc<dyn Sink> = store_sink.clone();
     let metrics = Arc::new(Metrics::for_config(&cfg));
     let mark = |text: &str| marks.lock().unwrap_or_else(|e| e.into_inner()).mark(text);
     mark(&crate::marks::started(&cfg));
@@ -91,7 +96,23 @@ pub fn run(config_path: &Path) -> Result<i32, Error> {
             tracing::info!("{why}: stopping (in-flight transactions may finish)");
             mark(&format!("stopping ({why})"));
         };
-        serve(listeners, cfg, sink, metrics, signal).await
+        // [central]: the shipper, off the SMTP path, stopped after the front ends.
+        let (ship_stop, ship_rx) = watch::channel(false);
+        let shipper = cfg
+            .central
+            .is_some()
+            .then(|| tokio::spawn(crate::shipper::run(cfg.clone(), store_sink, ship_rx)));
+        let r = serve(listeners, cfg, sink, metrics, signal).await;
+        let _ = ship_stop.send(true);
+        if let Some(s) = shipper {
+            if tokio::time::timeout(Duration::from_secs(5), s)
+                .await
+                .is_err()
+            {
+                tracing::warn!("central: the shipper did not stop within 5 s");
+            }
+        }
+        r
     });
     mark(match &result {
         Ok(_) => "stopped",

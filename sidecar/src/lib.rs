@@ -21,6 +21,7 @@
 //! - [`milter`]: the milter front end (Postfix `smtpd_milters` / `non_smtpd_milters`).
 //! - [`events`]: login events: HTTP endpoint (Dovecot 2.3/2.4 `event_exporter`, generic JSON) and Dovecot's `last_login` dict socket (`events/dict.rs`, protocol 3 and 4; `events/generations.rs`: tests of both Dovecot generations).
 //! - [`privdrop`]: becoming `[service] user` when started as root.
+//! - [`shipper`]: `[central]`: the outbox to PostgreSQL, exactly once, off the SMTP path.
 //! - [`marks`]: `started` / `stopping` / `stopped` lines in Postfix's log (`postlog`), read by reconcile.
 //! - [`policy`]: the liste blanche policy (refuse or report recipients outside the Espace de Confiance).
 //! - [`http`]: the HTTP listeners on axum: bearer-token layer, `/metrics` router, serving.
@@ -48,3 +49,4 @@ pub mod policy;
 pub mod privdrop;
 pub mod proxy;
 pub mod recorder;
+pub mod shipper;

@@ -43,6 +43,7 @@ impl TestConfig {
             },
             coverage: Default::default(),
             report: Default::default(),
+            central: None,
         })
     }
 

@@ -8,6 +8,7 @@
 //! - [`dovecot`]: a private Dovecot as SASL server.
 //! - [`debian13`]: the Debian 13 chroot (Dovecot 2.4, Postfix 3.10) and a Dovecot 2.4 in it.
 //! - [`lanes`]: checks run alike in the Debian 12 and Debian 13 lanes (Dovecot 2.3 / 2.4).
+//! - [`postgres`]: a private PostgreSQL 15 (TLS, scram, the three roles), stopped on drop.
 //! - [`postfix`]: private Postfix instances (own config, queue, loopback port).
 //! - [`swaks`]: the swaks client.
 //! - [`smtp`]: a raw SMTP client for exact bytes and pipelining.
@@ -23,6 +24,7 @@ pub mod fake_upstream;
 pub mod guard;
 pub mod lanes;
 pub mod postfix;
+pub mod postgres;
 pub mod sidecar;
 pub mod sipil;
 pub mod smtp;

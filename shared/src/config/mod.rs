@@ -8,10 +8,11 @@
 //! One module per section, each with its own validation: [`operator`]
 //! (`[operator]`, `[service]`), [`store`], [`proxy`] (`[proxy]`, `[milter]`),
 //! [`http`] (`[events]`, `[metrics]`, bearer tokens), [`policy`], [`export`],
-//! [`sipil`]. `[coverage]` is [`crate::coverage`], `[report]` is
+//! [`sipil`], [`central`]. `[coverage]` is [`crate::coverage`], `[report]` is
 //! [`crate::report::settings`]. This file: [`Config`], loading, and the
 //! checks every section shares.
 
+mod central;
 mod checks;
 mod export;
 mod http;
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub use central::{Central, CentralTls};
 pub use export::Export;
 pub use http::{ct_eq, Events, Metrics, Token, MIN_TOKEN_LEN};
 pub use operator::{Operator, Service};
@@ -65,6 +67,9 @@ pub struct Config {
         skip_serializing_if = "crate::report::settings::ReportSettings::is_default"
     )]
     pub report: crate::report::settings::ReportSettings,
+    /// `[central]`: several nodes replicated to PostgreSQL (see [`crate::central`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub central: Option<Central>,
 }
 
 impl Config {
@@ -128,6 +133,9 @@ impl Config {
         self.export.validate()?;
         if let Some(s) = &self.sipil {
             s.validate()?;
+        }
+        if let Some(c) = &self.central {
+            c.validate()?;
         }
         Ok(())
     }

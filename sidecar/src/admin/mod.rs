@@ -13,7 +13,9 @@
 //! - [`status`]: `status`; [`checkpoint`]: `checkpoint`; [`listeblanche`]: `listeblanche`.
 //! - [`reconcile`]: `reconcile`, the month proved against Postfix's logs.
 //! - [`report`]: `report` (a structure's monthly report) and `structure`.
+//! - [`central`]: `central migrate | nodes | retire` (several nodes, `[central]`).
 
+pub mod central;
 pub mod checkpoint;
 pub mod counts;
 pub mod listeblanche;
@@ -42,7 +44,8 @@ impl SecondaryCapture {
             .prefix("mss-admin-secondary-")
             .tempdir()
             .map_err(|e| Error::Other(format!("temporary directory: {e}")))?;
-        let store = CaptureStore::open_secondary(&cfg.store.capture_path, dir.path())?;
+        // With [central]: the merged snapshot of every node.
+        let store = mss_shared::central::snapshot::open_for_reading(cfg, dir.path())?;
         Ok(SecondaryCapture { store, _dir: dir })
     }
 }

@@ -103,6 +103,22 @@ enum Cmd {
     /// Structures (FINESS): name and contact address for their reports.
     #[command(subcommand)]
     Structure(StructureCmd),
+    /// Several nodes ([central]): the PostgreSQL schema and the nodes.
+    #[command(subcommand)]
+    Central(CentralCmd),
+}
+
+#[derive(Subcommand)]
+enum CentralCmd {
+    /// Apply the schema migrations embedded in this binary (admin role).
+    Migrate,
+    /// Each node: shipped up to where, its lag, its last contact.
+    Nodes {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A decommissioned node: it stops counting for completeness.
+    Retire { node: String },
 }
 
 #[derive(Subcommand)]
@@ -346,6 +362,13 @@ fn main() {
             name.as_deref(),
             contact.as_deref(),
         ),
+        Cmd::Central(CentralCmd::Migrate) => mss_sidecar::admin::central::migrate(&args.config),
+        Cmd::Central(CentralCmd::Nodes { json }) => {
+            mss_sidecar::admin::central::list(&args.config, *json)
+        }
+        Cmd::Central(CentralCmd::Retire { node }) => {
+            mss_sidecar::admin::central::retire(&args.config, node)
+        }
         Cmd::Structure(StructureCmd::List { json }) => {
             mss_sidecar::admin::report::list(&args.config, *json)
         }

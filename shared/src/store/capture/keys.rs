@@ -13,7 +13,16 @@ pub const CF_SNT: &str = "snt";
 pub const CF_POL: &str = "pol";
 /// Per-BAL summary of purged months (key BAL): never purged, see [`super::history`].
 pub const CF_BAL: &str = "bal";
-pub(super) const CFS: [&str; 6] = [CF_OUT, CF_RCV, CF_LOGIN, CF_SNT, CF_POL, CF_BAL];
+pub(super) const CFS: [&str; 8] = [
+    CF_OUT,
+    CF_RCV,
+    CF_LOGIN,
+    CF_SNT,
+    CF_POL,
+    CF_BAL,
+    super::outbox::CF_OUTBOX,
+    super::outbox::CF_META,
+];
 /// The month-keyed column families, purged by retention.
 pub(super) const MONTH_CFS: [&str; 5] = [CF_OUT, CF_RCV, CF_LOGIN, CF_SNT, CF_POL];
 

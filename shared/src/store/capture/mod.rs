@@ -13,6 +13,8 @@
 //! | `login` | `AAAAMM` · BAL · `0x00` · service | last login in that month (u64 BE µs) · count (u64 BE), merged *max/sum* |
 //! | `snt` | `AAAAMM` · sender BAL | last message sent in that month (u64 BE µs), merged with *max* |
 //! | `pol` | `AAAAMM` · sender domain · `0x00` · recipient domain | recipients outside the Espace de Confiance (u64 BE count), merged with *sum* |
+//! | `outbox` | seq (u64 BE) | a record waiting for PostgreSQL (`[central]` only, see [`outbox`]) |
+//! | `meta` | name | the outbox's next seq, this node's central id |
 //!
 //! * `out` holds one row per (message, accepted recipient) for senders on an
 //!   operator domain: within a month and a domain, keys sort by date then
@@ -35,9 +37,11 @@
 //! - [`history`]: beyond one month key: the per-BAL summary, last dates up to a
 //!   month's end, a month's rows by UTC time.
 //! - [`retention`]: fold then range-delete the months past `retention_months`.
+//! - [`outbox`]: with `[central]`, each record also queued (same batch) for PostgreSQL.
 
 mod history;
 mod keys;
+pub mod outbox;
 mod read;
 mod retention;
 #[cfg(test)]
@@ -60,6 +64,8 @@ use keys::{cf_descriptors, CFS};
 pub struct CaptureStore {
     pub(crate) db: DB,
     pub(crate) path: String,
+    /// The next outbox seq, when the outbox is enabled (`[central]`).
+    pub(crate) outbox: std::sync::Mutex<Option<u64>>,
 }
 
 /// Stop RocksDB's background jobs and wait for them before the database
@@ -90,6 +96,7 @@ impl CaptureStore {
         Ok(CaptureStore {
             db,
             path: path.display().to_string(),
+            outbox: Default::default(),
         })
     }
 
@@ -119,6 +126,7 @@ impl CaptureStore {
         Ok(CaptureStore {
             db,
             path: path.display().to_string(),
+            outbox: Default::default(),
         })
     }
 

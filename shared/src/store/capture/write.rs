@@ -48,6 +48,7 @@ impl CaptureStore {
         for r in records {
             self.add_to_batch(&mut batch, r, cls);
         }
+        self.outbox_add(&mut batch, records);
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
         self.db

@@ -1,0 +1,254 @@
+//! Several nodes, one month (`[central]`): real `mss-sidecar` daemons (one
+//! as milter of a private Postfix, one as SMTP proxy in front of another),
+//! a private PostgreSQL 15 with TLS and the documented least-privilege roles,
+//! and the real `mss-admin` / `mss-export`.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mss_shared::month::{format_csv_date, from_micros, Month};
+use mss_shared::store::capture::OutRow;
+use mss_tests::config::TestConfig;
+use mss_tests::daemon::Daemon;
+use mss_tests::postfix::{Postfix, PostfixBuilder};
+use mss_tests::postgres::Pg;
+use mss_tests::sidecar::{bin, rows, DOMAIN};
+
+fn run(tool: &str, cfg: &Path, args: &[&str]) -> (i32, String, String) {
+    let o = mss_tests::guard::output_within(
+        Command::new(bin(tool)).arg("--config").arg(cfg).args(args),
+        Duration::from_secs(120),
+    )
+    .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A configuration directory for a tool with `role` (admin, export).
+fn tool_config(pg: &Pg, role: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = TestConfig::new(dir.path())
+        .with(|c| c.central = Some(pg.central(role)))
+        .text();
+    let p = dir.path().join("config.toml");
+    std::fs::write(&p, text).unwrap();
+    (dir, p)
+}
+
+/// A PostgreSQL migrated by the admin role, with the documented grants.
+fn central() -> (Pg, tempfile::TempDir, PathBuf) {
+    let pg = Pg::start();
+    let (d, admin) = tool_config(&pg, "mss_admin");
+    let (c, out, err) = run("mss-admin", &admin, &["central", "migrate"]);
+    assert_eq!(c, 0, "{out}{err}\n{}", pg.log());
+    assert_eq!(out.trim(), "applied migration 1");
+    let (c, out, _) = run("mss-admin", &admin, &["central", "migrate"]);
+    assert_eq!((c, out.trim()), (0, "schema already at version 1"));
+    pg.grant();
+    (pg, d, admin)
+}
+
+fn post_login(addr: &str, bal: &str, time: &str) {
+    let body = format!(r#"{{"bal": "{bal}", "time": "{time}", "service": "imap"}}"#);
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /v1/logins HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut r = String::new();
+    let _ = s.read_to_string(&mut r);
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+}
+
+fn send(addr: &str, from: &str, to: &[&str]) {
+    let r = mss_tests::swaks::send(addr, from, to, &[]);
+    assert!(r.ok, "{}", r.transcript);
+}
+
+/// Wait (bounded) until PostgreSQL holds `n` records (`dirs`: the nodes',
+/// whose stderr is shown on failure).
+fn wait_central(pg: &Pg, n: usize, dirs: &[&Path]) {
+    let t = Instant::now();
+    loop {
+        let have: usize = pg
+            .psql_db("mss", "SELECT count(*) FROM records")
+            .parse()
+            .unwrap();
+        if have >= n {
+            assert_eq!(have, n, "more records centrally than captured");
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "{have} of {n} records shipped after 60 s: {}",
+            dirs.iter()
+                .map(|d| std::fs::read_to_string(d.join("stderr.log")).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A node: its directory, config text and `[central]` as `mss_node`.
+fn node_config(
+    pg: &Pg,
+    dir: &Path,
+    name: &str,
+    f: impl FnOnce(TestConfig) -> TestConfig,
+) -> String {
+    f(TestConfig::new(dir))
+        .with(|c| {
+            c.operator.node = name.into();
+            c.central = Some(pg.central("mss_node"));
+        })
+        .text()
+}
+
+fn stop(mut d: Daemon) {
+    let _ = Command::new("kill").arg(d.pid().to_string()).status();
+    let _ = mss_tests::guard::wait_within(&mut d.child, Duration::from_secs(20));
+}
+
+fn echanges_line(r: &OutRow, tz: &jiff::tz::TimeZone) -> (i64, String, String) {
+    (
+        r.time_us,
+        r.mail_id.clone(),
+        format!(
+            "{};{};{};{};{}\r\n",
+            r.mail_id,
+            r.sender,
+            r.recipient,
+            format_csv_date(from_micros(r.time_us), tz),
+            r.size
+        ),
+    )
+}
+
+/// The month's two files for DOMAIN from `mss-export build`.
+fn build(cfg: &Path, month: Month, extra: &[&str]) -> (i32, String, String, String) {
+    let out = cfg
+        .parent()
+        .unwrap()
+        .join(format!("out-{}", std::process::id()));
+    let mut args = vec!["build", "--month"];
+    let m = month.to_string();
+    args.push(&m);
+    args.push("--out");
+    let o = out.to_string_lossy().to_string();
+    args.push(&o);
+    args.extend_from_slice(extra);
+    let (c, stdout, stderr) = run("mss-export", cfg, &args);
+    if c != 0 {
+        return (c, String::new(), String::new(), stderr);
+    }
+    let zip_path = stdout.lines().next().unwrap().trim().to_string();
+    let mut z = zip::ZipArchive::new(std::fs::File::open(&zip_path).unwrap()).unwrap();
+    let mut read = |kind: &str| {
+        let mut s = String::new();
+        z.by_name(&format!("{}_{kind}MSSante_{DOMAIN}.csv", month.compact()))
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        s
+    };
+    let e = read("Echanges");
+    let c2 = read("Connexions");
+    std::fs::remove_dir_all(&out).unwrap();
+    (c, e, c2, stderr)
+}
+
+#[test]
+fn two_nodes_one_month_exact_files() {
+    let (pg, _admin_dir, admin) = central();
+    let tz = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
+    let month = Month::current(&tz);
+    // Node A: the milter of a private Postfix; node B: the proxy in front of another.
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (milter, ev_a, ev_b, proxy) = (
+        Postfix::free_port(),
+        Postfix::free_port(),
+        Postfix::free_port(),
+        Postfix::free_port(),
+    );
+    let pa = PostfixBuilder::new()
+        .main_cf(&format!("smtpd_milters = inet:127.0.0.1:{milter}"))
+        .main_cf("milter_default_action = accept")
+        .start()
+        .unwrap();
+    let pb = PostfixBuilder::new().start().unwrap();
+    let ev_a = format!("127.0.0.1:{ev_a}");
+    let ev_b = format!("127.0.0.1:{ev_b}");
+    let a = Daemon::start(
+        da.path(),
+        &node_config(&pg, da.path(), "mxa", |t| {
+            t.milter(&format!("127.0.0.1:{milter}")).events(&ev_a)
+        }),
+        &ev_a,
+    );
+    let proxy_addr = format!("127.0.0.1:{proxy}");
+    let b = Daemon::start(
+        db.path(),
+        &node_config(&pg, db.path(), "mxb", |t| {
+            t.proxy(&proxy_addr, &pb.addr()).events(&ev_b)
+        }),
+        &ev_b,
+    );
+    let (alice, bob) = (format!("alice@{DOMAIN}"), format!("bob@{DOMAIN}"));
+    // alice logs in on A and sends from B; bob logs in on B and sends from A.
+    let t_alice = jiff::Timestamp::now().round(jiff::Unit::Second).unwrap();
+    post_login(&ev_a, &alice, &t_alice.to_string());
+    post_login(&ev_b, &bob, &t_alice.to_string());
+    send(&proxy_addr, &alice, &["x1@ext.test", "x2@ext.test"]);
+    send(&pa.addr(), &bob, &["y1@ext.test"]);
+    send(&pa.addr(), &alice, &["y2@ext.test"]);
+    // 2 logins, 3 messages.
+    wait_central(&pg, 5, &[da.path(), db.path()]);
+    let (c, out, _) = run("mss-admin", &admin, &["central", "nodes", "--json"]);
+    assert_eq!(c, 0);
+    let nodes: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["mxa", "mxb"]);
+    let all_rows: Vec<OutRow> = [rows(da.path()), rows(db.path())].concat();
+    assert_eq!(all_rows.len(), 4);
+    stop(a);
+    stop(b);
+
+    // The month's files, from the centre, read with the export role.
+    let (_ed, export) = tool_config(&pg, "mss_export");
+    // The current month is not over: refused without --allow-incomplete.
+    let (c, _, _, err) = build(&export, month, &[]);
+    assert_eq!(c, 16, "{err}");
+    assert!(
+        err.contains("node mxa has shipped up to") && err.contains("node mxb"),
+        "{err}"
+    );
+    let (c, echanges, connexions, err) = build(&export, month, &["--allow-incomplete"]);
+    assert_eq!(c, 0, "{err}");
+    let mut want: Vec<_> = all_rows.iter().map(|r| echanges_line(r, &tz)).collect();
+    want.sort();
+    let want: String = want.into_iter().map(|(_, _, l)| l).collect();
+    assert_eq!(
+        echanges,
+        format!("MAIL_ID;EXPEDITEUR;DESTINATAIRE;DATE;TAILLE\r\n{want}")
+    );
+    // alice: her login on A although she sent from B; bob's on B.
+    let login = format_csv_date(from_micros(t_alice.as_microsecond()), &tz);
+    assert_eq!(
+        connexions,
+        format!("BAL;DATE_DERNIERE_CONNEXION\r\n{alice};{login}\r\n{bob};{login}\r\n")
+    );
+}
