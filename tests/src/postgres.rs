@@ -191,7 +191,9 @@ impl Pg {
     pub fn psql_db(&self, db: &str, sql: &str) -> String {
         let o = output_within(
             Command::new("runuser")
-                .args(["-u", "postgres", "--", "psql", "-X", "-q", "-t", "-A"])
+                .args(["-u", "postgres", "--"])
+                .arg(format!("{BIN}/psql"))
+                .args(["-X", "-q", "-t", "-A"])
                 .args(["-v", "ON_ERROR_STOP=1", "-h"])
                 .arg(&self.dir)
                 .args(["-p", &self.port.to_string(), "-d", db, "-c", sql]),

@@ -252,3 +252,217 @@ fn two_nodes_one_month_exact_files() {
         format!("BAL;DATE_DERNIERE_CONNEXION\r\n{alice};{login}\r\n{bob};{login}\r\n")
     );
 }
+
+/// A node in front of its own Postfix as SMTP proxy, with an events
+/// endpoint; returns (daemon, node dir, proxy address, events address).
+struct ProxyNode {
+    dir: tempfile::TempDir,
+    text: String,
+    proxy: String,
+    events: String,
+    _pf: Postfix,
+}
+
+impl ProxyNode {
+    fn new(pg: &Pg, name: &str, batch_rows: usize) -> ProxyNode {
+        let dir = tempfile::tempdir().unwrap();
+        let pf = PostfixBuilder::new().start().unwrap();
+        let proxy = format!("127.0.0.1:{}", Postfix::free_port());
+        let events = format!("127.0.0.1:{}", Postfix::free_port());
+        let text = TestConfig::new(dir.path())
+            .proxy(&proxy, &pf.addr())
+            .events(&events)
+            .with(|c| {
+                c.operator.node = name.into();
+                let mut central = pg.central("mss_node");
+                central.batch_rows = batch_rows;
+                c.central = Some(central);
+            })
+            .text();
+        ProxyNode {
+            dir,
+            text,
+            proxy,
+            events,
+            _pf: pf,
+        }
+    }
+
+    fn start(&self) -> Daemon {
+        Daemon::start(self.dir.path(), &self.text, &self.events)
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+}
+
+/// The MAIL_IDs of the message records PostgreSQL holds, sorted.
+fn central_mail_ids(pg: &Pg) -> Vec<String> {
+    let out = pg.psql_db(
+        "mss",
+        "SELECT body::json->>'mail_id' FROM records WHERE kind = 1 ORDER BY 1",
+    );
+    out.lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// The MAIL_IDs of a node's local rows, sorted and unique.
+fn local_mail_ids(dir: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = rows(dir).into_iter().map(|r| r.mail_id).collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+#[test]
+fn postgres_down_at_start_then_back_ships_everything_once() {
+    let (pg, _ad, _admin) = central();
+    let node = ProxyNode::new(&pg, "mxa", 5000);
+    pg.stop();
+    let d = node.start();
+    let alice = format!("alice@{DOMAIN}");
+    for i in 0..3 {
+        send(&node.proxy, &alice, &[&format!("x{i}@ext.test")]);
+    }
+    post_login(&node.events, &alice, &jiff::Timestamp::now().to_string());
+    // Mail flowed and was captured locally while PostgreSQL was down.
+    assert_eq!(local_mail_ids(node.dir.path()).len(), 3);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        node.stderr().contains("central: central store: connecting"),
+        "{}",
+        node.stderr()
+    );
+    pg.start_again();
+    wait_central(&pg, 4, &[node.dir.path()]);
+    assert_eq!(central_mail_ids(&pg), local_mail_ids(node.dir.path()));
+    stop(d);
+}
+
+#[test]
+fn cut_connections_and_kill_9_mid_batch_lose_and_duplicate_nothing() {
+    let (pg, _ad, _admin) = central();
+    // Small batches: many transactions to cut.
+    let node = ProxyNode::new(&pg, "mxa", 100);
+    let d = node.start();
+    let source = Command::new("/usr/sbin/smtp-source")
+        .args(["-s", "4", "-m", "400", "-r", "2", "-N", "-l", "200"])
+        .args(["-f", &format!("dr.load@{DOMAIN}"), "-t", "r@ext.test"])
+        .arg(&node.proxy)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut source = mss_tests::guard::Guard(source);
+    // Connections cut from the server side, three times, under load.
+    let mut cut = 0;
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(400));
+        cut += pg
+            .psql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'mss-sidecar'",
+            )
+            .parse::<u32>()
+            .unwrap();
+    }
+    assert!(cut > 0, "no shipper connection to cut");
+    // Then the node itself killed with SIGKILL, mid-batch or not.
+    let mut d = d;
+    let _ = Command::new("kill")
+        .args(["-KILL", &d.pid().to_string()])
+        .status();
+    let _ = mss_tests::guard::wait_within(&mut d.child, Duration::from_secs(10));
+    let _ = mss_tests::guard::wait_within(&mut source.0, Duration::from_secs(60));
+    let before = node.stderr();
+    assert!(
+        before.contains("central: central store:"),
+        "the cuts were seen: {before}"
+    );
+    let d = node.start();
+    // smtp-source may have lost sessions to the kill: what counts is that
+    // PostgreSQL ends with exactly what the node captured.
+    let want = local_mail_ids(node.dir.path());
+    assert!(want.len() > 50, "load captured: {}", want.len());
+    wait_central(&pg, want.len(), &[node.dir.path()]);
+    assert_eq!(central_mail_ids(&pg), want);
+    stop(d);
+}
+
+#[test]
+fn a_second_host_with_the_same_name_is_refused_and_keeps_capturing() {
+    let (pg, _ad, admin) = central();
+    let first = ProxyNode::new(&pg, "mxa", 5000);
+    let a = first.start();
+    let alice = format!("alice@{DOMAIN}");
+    send(&first.proxy, &alice, &["x@ext.test"]);
+    wait_central(&pg, 1, &[first.dir.path()]);
+    let second = ProxyNode::new(&pg, "mxa", 5000);
+    let b = second.start();
+    send(&second.proxy, &alice, &["y@ext.test"]);
+    let t = Instant::now();
+    while !second
+        .stderr()
+        .contains("already registered centrally by another node")
+    {
+        assert!(t.elapsed() < Duration::from_secs(20), "{}", second.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // It captured locally; nothing of it went to the centre.
+    assert_eq!(local_mail_ids(second.dir.path()).len(), 1);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(central_mail_ids(&pg), local_mail_ids(first.dir.path()));
+    let (c, out, _) = run("mss-admin", &admin, &["central", "nodes"]);
+    assert_eq!(c, 0);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    stop(b);
+    stop(a);
+}
+
+#[test]
+fn a_node_down_across_the_month_end_blocks_the_build_until_it_ships() {
+    let (pg, _ad, _admin) = central();
+    let tz = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
+    let last_month = Month::current(&tz).prev();
+    let (na, nb) = (
+        ProxyNode::new(&pg, "mxa", 5000),
+        ProxyNode::new(&pg, "mxb", 5000),
+    );
+    let (a, b) = (na.start(), nb.start());
+    let alice = format!("alice@{DOMAIN}");
+    send(&na.proxy, &alice, &["x@ext.test"]);
+    send(&nb.proxy, &alice, &["y@ext.test"]);
+    wait_central(&pg, 2, &[na.dir.path(), nb.dir.path()]);
+    stop(b);
+    // mxb as if it had been down since an hour before the end of last
+    // month: its completeness mark stopped there.
+    let end = last_month.end(&tz).as_microsecond();
+    pg.psql_db(
+        "mss",
+        &format!(
+            "UPDATE nodes SET complete_until_us = {} WHERE name = 'mxb'",
+            end - 3_600_000_000
+        ),
+    );
+    let (_ed, export) = tool_config(&pg, "mss_export");
+    let (c, _, _, err) = build(&export, last_month, &[]);
+    assert_eq!(c, 16, "{err}");
+    assert!(err.contains("node mxb has shipped up to"), "{err}");
+    assert!(err.contains("1 h 0 min short of the end of"), "{err}");
+    assert!(!err.contains("node mxa"), "{err}");
+    // mxb comes back: it ships (nothing waiting) and moves its mark on.
+    let b = nb.start();
+    let t = Instant::now();
+    loop {
+        let (c, _, _, err) = build(&export, last_month, &[]);
+        if c == 0 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "{c}: {err}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    stop(a);
+    stop(b);
+}
