@@ -1,5 +1,6 @@
 //! # mss-tests: end-to-end test support
 //!
+//! - [`central_bench`]: `mss-bench central`, a node's backlog shipped to PostgreSQL.
 //! - [`chromium`]: headless Chromium (PDF, PNG), bounded, its process group killed.
 //! - [`config`]: test configurations built from the `Config` types (TOML by `Config::to_toml`).
 //! - [`daemon`]: the real `mss-sidecar` as a child, with its `/proc` figures.
@@ -15,6 +16,7 @@
 //! - [`sidecar`]: the proxy in-process, the binaries, reading captured rows.
 //! - [`sipil`]: a local mTLS SIPIL server and its test PKI (rcgen).
 
+pub mod central_bench;
 pub mod chromium;
 pub mod config;
 pub mod daemon;

@@ -23,7 +23,7 @@ use mss_tests::guard::{output_within, signal, wait_within, Guard};
 use mss_tests::postfix::{Postfix, PostfixBuilder};
 
 fn usage() -> ! {
-    eprintln!("usage: mss-bench milter ROUNDS MESSAGES SESSIONS SIDECAR_BIN [NOOP_MILTER_BIN]\n       mss-bench proxyfilter ROUNDS MESSAGES SESSIONS SIDECAR_BIN\n       mss-bench latency ADDR MESSAGES [SESSIONS]\n       mss-bench events ADDR SECONDS CONNECTIONS USERS\n       mss-bench rows CAPTURE_PATH EXPECTED\n       mss-bench reconcilerows CAPTURE_PATH MESSAGES");
+    eprintln!("usage: mss-bench milter ROUNDS MESSAGES SESSIONS SIDECAR_BIN [NOOP_MILTER_BIN]\n       mss-bench proxyfilter ROUNDS MESSAGES SESSIONS SIDECAR_BIN\n       mss-bench latency ADDR MESSAGES [SESSIONS]\n       mss-bench events ADDR SECONDS CONNECTIONS USERS\n       mss-bench rows CAPTURE_PATH EXPECTED\n       mss-bench reconcilerows CAPTURE_PATH MESSAGES\n       mss-bench central ROWS SIDECAR_BIN ADMIN_BIN");
     std::process::exit(2)
 }
 
@@ -54,6 +54,11 @@ fn main() {
             arg(&a, 2),
             arg(&a, 3),
             &a.get(4).cloned().unwrap_or_else(|| usage()),
+        ),
+        Some("central") => mss_tests::central_bench::run(
+            arg(&a, 1),
+            &a.get(2).cloned().unwrap_or_else(|| usage()),
+            &a.get(3).cloned().unwrap_or_else(|| usage()),
         ),
         Some("reconcilerows") => {
             reconcile_rows(&a.get(1).cloned().unwrap_or_else(|| usage()), arg(&a, 2))

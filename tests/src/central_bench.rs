@@ -1,0 +1,121 @@
+//! `mss-bench central ROWS SIDECAR_BIN ADMIN_BIN`: a node's backlog of ROWS
+//! records (one Echanges row each) shipped to a private PostgreSQL by the
+//! real daemon, timed from its start to the last commit; against the
+//! physical limit measured in the same run: `\copy … FROM … (FORMAT
+//! binary)` of exactly the same rows into a table with the same primary key,
+//! one transaction over the local socket.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mss_shared::model::{MessageRecord, Record};
+use mss_shared::store::capture::{CaptureStore, Classifier};
+
+use crate::config::TestConfig;
+use crate::guard::Guard;
+use crate::postgres::Pg;
+
+fn write_config(dir: &Path, f: impl FnOnce(TestConfig) -> TestConfig) -> std::path::PathBuf {
+    let p = dir.join("config.toml");
+    std::fs::write(&p, f(TestConfig::new(dir)).text()).unwrap();
+    p
+}
+
+pub fn run(rows: u64, sidecar: &str, admin: &str) {
+    let pg = Pg::start();
+    let adir = tempfile::tempdir().unwrap();
+    let acfg = write_config(adir.path(), |t| {
+        t.with(|c| c.central = Some(pg.central("mss_admin")))
+    });
+    let o = Command::new(admin)
+        .arg("--config")
+        .arg(&acfg)
+        .args(["central", "migrate"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    pg.grant();
+    // The backlog: ROWS records in the node's outbox, written as the
+    // capture writer would (one record = one message to one recipient).
+    let ndir = tempfile::tempdir().unwrap();
+    let events = format!("127.0.0.1:{}", crate::postfix::Postfix::free_port());
+    let ncfg = write_config(ndir.path(), |t| {
+        t.events(&events).with(|c| {
+            c.operator.node = "bench".into();
+            c.central = Some(pg.central("mss_node"));
+        })
+    });
+    {
+        let store = CaptureStore::open(&ndir.path().join("capture")).unwrap();
+        store.enable_outbox().unwrap();
+        let cls = Classifier::new(&[crate::sidecar::DOMAIN.to_string()], jiff::tz::TimeZone::UTC);
+        let t0 = jiff::Timestamp::now().as_microsecond() - 3_600_000_000;
+        let mut batch = Vec::with_capacity(10_000);
+        for i in 0..rows {
+            batch.push(Record::Message(MessageRecord {
+                mail_id: format!("bench.20261205000000.{i:010X}"),
+                queue_id: Some(format!("{i:010X}")),
+                message_id: Some(format!("<{i}@bench>")),
+                sender: format!("u{}@{}", i % 5000, crate::sidecar::DOMAIN),
+                recipients: vec![format!("r{}@ext.fr", i % 7000)],
+                size: 1700 + i % 500,
+                time_us: t0 + i as i64,
+                frontend: "proxy".into(),
+            }));
+            if batch.len() == 10_000 {
+                store.apply(&batch, &cls, false).unwrap();
+                batch.clear();
+            }
+        }
+        store.apply(&batch, &cls, false).unwrap();
+        store.flush().unwrap();
+        assert_eq!(store.outbox_len().unwrap(), rows);
+    }
+    let t = Instant::now();
+    let _side = Guard(
+        Command::new(sidecar)
+            .arg("--config")
+            .arg(&ncfg)
+            .env("MSS_LOG", "warn")
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    loop {
+        let seq: i64 = pg
+            .psql_db("mss", "SELECT coalesce(max(shipped_seq), -1) FROM nodes")
+            .parse()
+            .unwrap();
+        if seq + 1 >= rows as i64 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(600), "shipped up to seq {seq} after 600 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ship = t.elapsed().as_secs_f64();
+    let n: u64 = pg.psql_db("mss", "SELECT count(*) FROM records").parse().unwrap();
+    assert_eq!(n, rows, "exactly the backlog, once");
+    // The reference: the same rows, binary COPY in one transaction.
+    let file = pg.path().join("records.bin");
+    pg.psql_db(
+        "mss",
+        &format!("\\copy records TO '{}' (FORMAT binary)", file.display()),
+    );
+    pg.psql_db("mss", "CREATE TABLE ref (LIKE records INCLUDING ALL)");
+    let t = Instant::now();
+    pg.psql_db(
+        "mss",
+        &format!("\\copy ref FROM '{}' (FORMAT binary)", file.display()),
+    );
+    let reference = t.elapsed().as_secs_f64();
+    println!(
+        "central shipping: {rows} rows in {ship:.2} s = {:.0} rows/s (from the daemon's start to the last commit)",
+        rows as f64 / ship
+    );
+    println!(
+        "reference (binary \\copy of the same rows, one transaction): {reference:.2} s = {:.0} rows/s",
+        rows as f64 / reference
+    );
+    println!("ratio (rows/s, shipper / reference): {:.2}", reference / ship);
+}
