@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use mss_shared::config::Config;
 use mss_shared::month::Month;
-use mss_shared::store::registry::RegistryStore;
 use mss_shared::{exit, Error};
 
 /// mss-export: build, validate (and, later, submit) the monthly MSSanté indicators archive.
@@ -102,7 +101,8 @@ fn run(args: Args) -> Result<i32, Error> {
                 .tempdir()
                 .map_err(|e| Error::Other(format!("temporary directory: {e}")))?;
             let cap = mss_shared::central::snapshot::open_for_reading(&cfg, sec.path())?;
-            let reg = RegistryStore::open(&cfg.store.registry_path)?;
+            // Opened as before (created when missing); build writes nothing there.
+            let reg = mss_shared::central::registry::open_write(&cfg)?;
             let out = out.unwrap_or_else(|| cfg.export.out_dir.clone());
             let now = Month::current(&cfg.tz());
             if month >= now {

@@ -108,8 +108,10 @@ pub fn with_reg<T>(
     cfg: &mss_shared::config::Config,
     f: impl FnOnce(&RegistryStore) -> Result<T, Error>,
 ) -> Result<T, Error> {
-    let reg = RegistryStore::open(&cfg.store.registry_path)?;
-    f(&reg)
+    let reg = mss_shared::central::registry::open_write(cfg)?;
+    let out = f(&reg)?;
+    reg.commit()?;
+    Ok(out)
 }
 
 pub fn now_string() -> String {

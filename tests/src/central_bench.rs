@@ -49,7 +49,10 @@ pub fn run(rows: u64, sidecar: &str, admin: &str) {
     {
         let store = CaptureStore::open(&ndir.path().join("capture")).unwrap();
         store.enable_outbox().unwrap();
-        let cls = Classifier::new(&[crate::sidecar::DOMAIN.to_string()], jiff::tz::TimeZone::UTC);
+        let cls = Classifier::new(
+            &[crate::sidecar::DOMAIN.to_string()],
+            jiff::tz::TimeZone::UTC,
+        );
         let t0 = jiff::Timestamp::now().as_microsecond() - 3_600_000_000;
         let mut batch = Vec::with_capacity(10_000);
         for i in 0..rows {
@@ -90,11 +93,17 @@ pub fn run(rows: u64, sidecar: &str, admin: &str) {
         if seq + 1 >= rows as i64 {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(600), "shipped up to seq {seq} after 600 s");
+        assert!(
+            t.elapsed() < Duration::from_secs(600),
+            "shipped up to seq {seq} after 600 s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let ship = t.elapsed().as_secs_f64();
-    let n: u64 = pg.psql_db("mss", "SELECT count(*) FROM records").parse().unwrap();
+    let n: u64 = pg
+        .psql_db("mss", "SELECT count(*) FROM records")
+        .parse()
+        .unwrap();
     assert_eq!(n, rows, "exactly the backlog, once");
     // The reference: the same rows, binary COPY in one transaction.
     let file = pg.path().join("records.bin");
@@ -117,5 +126,8 @@ pub fn run(rows: u64, sidecar: &str, admin: &str) {
         "reference (binary \\copy of the same rows, one transaction): {reference:.2} s = {:.0} rows/s",
         rows as f64 / reference
     );
-    println!("ratio (rows/s, shipper / reference): {:.2}", reference / ship);
+    println!(
+        "ratio (rows/s, shipper / reference): {:.2}",
+        reference / ship
+    );
 }

@@ -46,9 +46,9 @@ fn central() -> (Pg, tempfile::TempDir, PathBuf) {
     let (d, admin) = tool_config(&pg, "mss_admin");
     let (c, out, err) = run("mss-admin", &admin, &["central", "migrate"]);
     assert_eq!(c, 0, "{out}{err}\n{}", pg.log());
-    assert_eq!(out.trim(), "applied migration 1");
+    assert_eq!(out.trim(), "applied migration 1\napplied migration 2");
     let (c, out, _) = run("mss-admin", &admin, &["central", "migrate"]);
-    assert_eq!((c, out.trim()), (0, "schema already at version 1"));
+    assert_eq!((c, out.trim()), (0, "schema already at version 2"));
     pg.grant();
     (pg, d, admin)
 }
@@ -465,4 +465,79 @@ fn a_node_down_across_the_month_end_blocks_the_build_until_it_ships() {
     }
     stop(a);
     stop(b);
+}
+
+#[test]
+fn one_registry_for_every_host_imported_once_all_or_nothing() {
+    let (pg, _ad, admin) = central();
+    // A registry built on one host before [central]...
+    let local = tempfile::tempdir().unwrap();
+    let plain = local.path().join("config.toml");
+    std::fs::write(&plain, TestConfig::new(local.path()).text()).unwrap();
+    let alice = format!("alice@{DOMAIN}");
+    let (c, _, err) = run(
+        "mss-admin",
+        &plain,
+        &["mailbox", "add", &alice, "--type", "personnelle"],
+    );
+    assert_eq!(c, 0, "{err}");
+    // ...moved to PostgreSQL once: the admin config points at that store.
+    let text = std::fs::read_to_string(&admin).unwrap();
+    let moved = text.replace(
+        &format!("{}", admin.parent().unwrap().join("registry").display()),
+        &format!("{}", local.path().join("registry").display()),
+    );
+    std::fs::write(&admin, moved).unwrap();
+    let (c, out, err) = run("mss-admin", &admin, &["central", "import-registry"]);
+    assert_eq!(c, 0, "{err}");
+    assert!(out.starts_with("1 registry entries moved"), "{out}");
+    let (c, _, err) = run("mss-admin", &admin, &["central", "import-registry"]);
+    assert_eq!(c, 14, "a second import is refused: {err}");
+    // Another host (the export role, its own empty local store) sees it
+    // and adds to it; the first sees that.
+    let (_ed, export) = tool_config(&pg, "mss_export");
+    let bob = format!("bob@{DOMAIN}");
+    let (c, _, err) = run(
+        "mss-admin",
+        &export,
+        &["mailbox", "add", &bob, "--type", "applicative"],
+    );
+    assert_eq!(c, 0, "{err}");
+    let (c, out, err) = run("mss-admin", &admin, &["mailbox", "list", "--json"]);
+    assert_eq!(c, 0, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let bals: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["bal"].as_str().unwrap())
+        .collect();
+    assert_eq!(bals, [alice.as_str(), bob.as_str()]);
+    // A failing command pushes nothing: an unknown type is refused.
+    let (c, _, _) = run(
+        "mss-admin",
+        &export,
+        &[
+            "mailbox",
+            "add",
+            &format!("carol@{DOMAIN}"),
+            "--type",
+            "nope",
+        ],
+    );
+    assert_ne!(c, 0);
+    let n: usize = pg
+        .psql_db("mss", "SELECT count(*) FROM registry WHERE cf = 'mailbox'")
+        .parse()
+        .unwrap();
+    assert_eq!(n, 2);
+    // The month's Connexions file lists the registry's BALs (never seen:
+    // unknown, 1900) from the central registry.
+    let month = Month::current(&jiff::tz::TimeZone::get("Europe/Paris").unwrap());
+    let (c, _, connexions, err) = build(&export, month, &["--allow-incomplete"]);
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(
+        connexions,
+        format!("BAL;DATE_DERNIERE_CONNEXION\r\n{alice};1900-01-01 00:00:00\r\n{bob};1900-01-01 00:00:00\r\n")
+    );
 }

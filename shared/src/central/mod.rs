@@ -8,6 +8,7 @@
 //! - here: the connection (libpq-style URL, password file, TLS through the
 //!   workspace's ring rustls: verify-full, require, or none on a Unix socket).
 //! - [`schema`]: versioned migrations embedded in the binaries.
+//! - [`registry`]: the mailbox registry kept centrally (a private copy per command, pushed back all at once).
 //! - [`nodes`]: node registration (name ↔ random id), progress, completeness.
 //! - [`ship`]: one batch in one transaction (binary COPY into a temporary
 //!   table, `INSERT … SELECT … ON CONFLICT DO NOTHING` on `(node_id, seq)`,
@@ -17,6 +18,7 @@
 //!   the same rules).
 
 pub mod nodes;
+pub mod registry;
 pub mod schema;
 pub mod ship;
 pub mod snapshot;

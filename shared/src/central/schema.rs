@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `schema_version` | one row per migration applied |
 //! | `nodes` | `id` (random, kept in the node's local store), `name` (`operator.node`, unique among active nodes), `shipped_seq` (the last outbox seq committed), `complete_until_us` (everything the node captured before this instant is here), `last_contact`, `retired` |
+//! | `registry` | the mailbox registry (`cf`, `key`, `value`: the registry store's column families, see [`super::registry`]) |
 //! | `records` | `(node_id, seq)` primary key, `kind` (1 message, 2 login, 3 outside), `time_us`, `body` (the record, JSON: addresses and dates, never a message body) |
 
 use tokio_postgres::Client;
@@ -14,9 +15,10 @@ use super::pg;
 use crate::error::{Error, Result};
 
 /// (version, SQL), in order. Never edit a shipped one: add the next.
-pub const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE nodes (
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE nodes (
         id text PRIMARY KEY,
         name text NOT NULL,
         registered timestamptz NOT NULL DEFAULT now(),
@@ -35,7 +37,17 @@ pub const MIGRATIONS: &[(i32, &str)] = &[(
         PRIMARY KEY (node_id, seq)
     );
     CREATE INDEX records_time ON records (time_us);",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE registry (
+        cf text NOT NULL,
+        key bytea NOT NULL,
+        value bytea NOT NULL,
+        PRIMARY KEY (cf, key)
+    );",
+    ),
+];
 
 /// The schema version these binaries write.
 pub fn latest() -> i32 {

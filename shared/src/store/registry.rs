@@ -140,7 +140,7 @@ impl Mailbox {
 }
 
 pub struct RegistryStore {
-    pub(super) db: DB,
+    pub(crate) db: DB,
     path: String,
 }
 

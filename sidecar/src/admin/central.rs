@@ -1,4 +1,4 @@
-//! `mss-admin central migrate | nodes | retire NODE`: the central
+//! `mss-admin central migrate | nodes | retire NODE | import-registry`: the central
 //! PostgreSQL of `[central]` (several nodes).
 
 use std::path::Path;
@@ -91,5 +91,17 @@ pub fn retire(config: &Path, name: &str) -> Result<i32, Error> {
         nodes::retire(&client, name).await
     })?;
     println!("node {name} retired: what it shipped stays, it no longer counts for completeness");
+    Ok(exit::OK)
+}
+
+/// `mss-admin central import-registry`: this host's registry store into
+/// PostgreSQL, once.
+pub fn import_registry(config: &Path) -> Result<i32, Error> {
+    let cfg = Config::load(config)?;
+    let n = mss_shared::central::registry::import(&cfg)?;
+    println!(
+        "{n} registry entries moved to the central registry; {} is no longer read while [central] is set",
+        cfg.store.registry_path.display()
+    );
     Ok(exit::OK)
 }

@@ -13,7 +13,6 @@ use mss_shared::indicators::connexions::Rule;
 use mss_shared::indicators::membership::Excluded;
 use mss_shared::month::{format_csv_date, from_micros, Month};
 use mss_shared::output::{Counts, DayCounts, DomainCounts};
-use mss_shared::store::registry::RegistryStore;
 use mss_shared::{exit, Error};
 
 use crate::admin::SecondaryCapture;
@@ -34,8 +33,14 @@ fn domains(cfg: &Config, only: Option<&str>) -> Result<Vec<String>, Error> {
 /// The capture store (as a secondary) and the month read through it.
 fn open_month(cfg: &Config, month: Month) -> Result<(SecondaryCapture, Context), Error> {
     let sec = SecondaryCapture::open(cfg)?;
-    let reg = RegistryStore::open_read_only(&cfg.store.registry_path)?;
-    let ctx = Context::load(cfg, &sec.store, reg.as_ref(), month, jiff::Timestamp::now())?;
+    let reg = mss_shared::central::registry::open_read(&cfg)?;
+    let ctx = Context::load(
+        cfg,
+        &sec.store,
+        reg.as_deref(),
+        month,
+        jiff::Timestamp::now(),
+    )?;
     Ok((sec, ctx))
 }
 

@@ -27,7 +27,6 @@ use jiff::Timestamp;
 
 use mss_shared::config::{domain_of, Config};
 use mss_shared::model::normalize_address;
-use mss_shared::store::registry::RegistryStore;
 use mss_shared::{exit, Error};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,8 +211,9 @@ pub fn import(config: &Path, format: &str, files: &[std::path::PathBuf]) -> Resu
         }
         all.extend(rep.logins);
     }
-    let reg = RegistryStore::open(&cfg.store.registry_path)?;
+    let reg = mss_shared::central::registry::open_write(&cfg)?;
     let changed = reg.import_logins(&all, &tz)?;
+    reg.commit()?;
     println!(
         "{} logins read, {changed} new last-login values stored (the rest were already known)",
         all.len()

@@ -370,7 +370,7 @@ pub fn import(
             )));
         }
     };
-    let reg = RegistryStore::open(&cfg.store.registry_path)?;
+    let reg = mss_shared::central::registry::open_write(&cfg)?;
     let mut out = vec![];
     let (mut added, mut updated, mut unchanged) = (0, 0, 0);
     let in_file: BTreeSet<&str> = rows.iter().map(|r| r.bal.as_str()).collect();
@@ -447,6 +447,7 @@ pub fn import(
     }
     if !dry_run {
         reg.put_all(&out)?;
+        reg.commit()?;
     }
     println!(
         "{}{added} added, {updated} updated, {unchanged} unchanged, {deleted} deleted",
@@ -526,7 +527,7 @@ fn edit_row(cfg: &Config, bal: &str, e: &Edit, base: Option<&Mailbox>) -> Result
 /// `mss-admin mailbox add BAL …`.
 pub fn add(config: &Path, bal: &str, e: &Edit) -> Result<i32, Error> {
     let cfg = Config::load(config)?;
-    let reg = RegistryStore::open(&cfg.store.registry_path)?;
+    let reg = mss_shared::central::registry::open_write(&cfg)?;
     let bal = normalize_address(bal);
     if reg.get(&bal)?.is_some() {
         return Err(Error::Usage(format!(
@@ -548,6 +549,7 @@ pub fn add(config: &Path, bal: &str, e: &Edit) -> Result<i32, Error> {
         }
     }
     reg.put_all(&[m])?;
+    reg.commit()?;
     println!("added {bal}");
     Ok(exit::OK)
 }
@@ -555,7 +557,7 @@ pub fn add(config: &Path, bal: &str, e: &Edit) -> Result<i32, Error> {
 /// `mss-admin mailbox set BAL …`.
 pub fn set(config: &Path, bal: &str, e: &Edit) -> Result<i32, Error> {
     let cfg = Config::load(config)?;
-    let reg = RegistryStore::open(&cfg.store.registry_path)?;
+    let reg = mss_shared::central::registry::open_write(&cfg)?;
     let bal = normalize_address(bal);
     let Some(old) = reg.get(&bal)? else {
         return Err(Error::Usage(format!(
@@ -586,6 +588,7 @@ pub fn set(config: &Path, bal: &str, e: &Edit) -> Result<i32, Error> {
         println!("{bal}: unchanged");
     } else {
         reg.put_all(&[m])?;
+        reg.commit()?;
         println!("updated {bal}");
     }
     Ok(exit::OK)

@@ -54,9 +54,9 @@ pub fn unregistered(cfg: &Config, reg: Option<&RegistryStore>) -> Result<BTreeSe
 /// `mss-admin mailbox list [--domain D] [--unregistered] [--json]`.
 pub fn list(config: &Path, domain: Option<&str>, unreg: bool, json: bool) -> Result<i32, Error> {
     let cfg = Config::load(config)?;
-    let reg = RegistryStore::open_read_only(&cfg.store.registry_path)?;
+    let reg = mss_shared::central::registry::open_read(&cfg)?;
     if unreg {
-        let u: Vec<String> = unregistered(&cfg, reg.as_ref())?
+        let u: Vec<String> = unregistered(&cfg, reg.as_deref())?
             .into_iter()
             .filter(|b| domain.is_none_or(|d| domain_of(b).as_deref() == Some(d)))
             .collect();
@@ -128,14 +128,20 @@ pub fn show(config: &Path, bal: &str, json: bool) -> Result<i32, Error> {
     let cfg = Config::load(config)?;
     let tz = cfg.tz();
     let bal = normalize_address(bal);
-    let reg = RegistryStore::open_read_only(&cfg.store.registry_path)?;
+    let reg = mss_shared::central::registry::open_read(&cfg)?;
     let m = match &reg {
         Some(r) => r.get(&bal)?,
         None => None,
     };
     let sec = SecondaryCapture::open(&cfg)?;
     let now = Month::current(&tz);
-    let ctx = Context::load(&cfg, &sec.store, reg.as_ref(), now, jiff::Timestamp::now())?;
+    let ctx = Context::load(
+        &cfg,
+        &sec.store,
+        reg.as_deref(),
+        now,
+        jiff::Timestamp::now(),
+    )?;
     let [login, sent, rcv] = ctx.last_of(&ctx.canonical(&bal));
     let fmt = |t: Option<i64>| t.map(|t| format_csv_date(from_micros(t), &tz));
     let on_domain = domain_of(&bal).is_some_and(|d| cfg.operator.domains.contains(&d));

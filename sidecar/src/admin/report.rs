@@ -11,7 +11,6 @@ use mss_shared::report::structure::{self, check_finess, Contact};
 use mss_shared::report::text::Lang;
 use mss_shared::report::write::{write, Format};
 use mss_shared::report::{build, Select};
-use mss_shared::store::registry::RegistryStore;
 use mss_shared::{exit, Error};
 
 use crate::admin::SecondaryCapture;
@@ -60,11 +59,11 @@ pub fn report(config: &Path, a: &ReportArgs) -> Result<i32, Error> {
     let lang = Lang::parse(&a.lang)
         .ok_or_else(|| Error::Usage(format!("--lang {}: expected fr or en", a.lang)))?;
     let sec = SecondaryCapture::open(&cfg)?;
-    let reg = RegistryStore::open_read_only(&cfg.store.registry_path)?;
+    let reg = mss_shared::central::registry::open_read(&cfg)?;
     let reports = build(
         &cfg,
         &sec.store,
-        reg.as_ref(),
+        reg.as_deref(),
         month,
         jiff::Timestamp::now(),
         &sel,
@@ -107,7 +106,7 @@ pub fn set(
             return Err(Error::Usage(format!("--contact {c:?}: not a mail address")));
         }
     }
-    let reg = RegistryStore::open(&cfg.store.registry_path)?;
+    let reg = mss_shared::central::registry::open_write(&cfg)?;
     let mut cur = structure::contacts(Some(&reg))?
         .remove(finess)
         .unwrap_or_else(|| Contact {
@@ -121,6 +120,7 @@ pub fn set(
         cur.contact = Some(c.to_string());
     }
     structure::put(&reg, &cur)?;
+    reg.commit()?;
     println!("{finess}: recorded");
     Ok(exit::OK)
 }
@@ -128,8 +128,8 @@ pub fn set(
 /// `mss-admin structure list [--json]`.
 pub fn list(config: &Path, json: bool) -> Result<i32, Error> {
     let cfg = Config::load(config)?;
-    let reg = RegistryStore::open_read_only(&cfg.store.registry_path)?;
-    let all: Vec<Contact> = structure::contacts(reg.as_ref())?.into_values().collect();
+    let reg = mss_shared::central::registry::open_read(&cfg)?;
+    let all: Vec<Contact> = structure::contacts(reg.as_deref())?.into_values().collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&all).expect("json"));
     } else {

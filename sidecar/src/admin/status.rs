@@ -4,7 +4,6 @@ use std::path::Path;
 
 use mss_shared::config::Config;
 use mss_shared::month::Month;
-use mss_shared::store::registry::RegistryStore;
 use mss_shared::{exit, Error};
 
 use super::SecondaryCapture;
@@ -124,9 +123,9 @@ pub fn status(config: &Path, json: bool) -> Result<i32, Error> {
         }
         Err(e) => problems.push(format!("capture store: {e}")),
     }
-    let reg = RegistryStore::open_read_only(&cfg.store.registry_path)?;
+    let reg = mss_shared::central::registry::open_read(&cfg)?;
     if problems.iter().all(|p| !p.starts_with("capture store")) {
-        unregistered = super::mailbox_view::unregistered(&cfg, reg.as_ref())?.len();
+        unregistered = super::mailbox_view::unregistered(&cfg, reg.as_deref())?.len();
     }
     let registered = match &reg {
         Some(r) => r.list(None)?.len(),

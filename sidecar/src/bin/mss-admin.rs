@@ -119,6 +119,8 @@ enum CentralCmd {
     },
     /// A decommissioned node: it stops counting for completeness.
     Retire { node: String },
+    /// Move this host's registry store (store.registry_path) to PostgreSQL, once, all or nothing.
+    ImportRegistry,
 }
 
 #[derive(Subcommand)]
@@ -365,6 +367,9 @@ fn main() {
         Cmd::Central(CentralCmd::Migrate) => mss_sidecar::admin::central::migrate(&args.config),
         Cmd::Central(CentralCmd::Nodes { json }) => {
             mss_sidecar::admin::central::list(&args.config, *json)
+        }
+        Cmd::Central(CentralCmd::ImportRegistry) => {
+            mss_sidecar::admin::central::import_registry(&args.config)
         }
         Cmd::Central(CentralCmd::Retire { node }) => {
             mss_sidecar::admin::central::retire(&args.config, node)

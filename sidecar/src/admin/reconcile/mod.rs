@@ -28,7 +28,6 @@ use serde::Serialize;
 use mss_shared::config::{domain_of, Config};
 use mss_shared::month::{format_csv_date, from_micros, Month};
 use mss_shared::store::capture::{Classifier, OutRow};
-use mss_shared::store::registry::RegistryStore;
 use mss_shared::{exit, Error};
 
 use episodes::{Episodes, Message, Origin};
@@ -290,13 +289,12 @@ pub fn run(
     let cls = Classifier::from_config(&cfg);
     let tz = cfg.tz();
     let sec = crate::admin::SecondaryCapture::open(&cfg)?;
-    let reg_path = &cfg.store.registry_path;
     // `--fill` writes the registry: open it for writing first, so a busy
     // registry stops the run before any work is done.
     let reg = if fill {
-        Some(RegistryStore::open(reg_path)?)
+        Some(mss_shared::central::registry::open_write(&cfg)?)
     } else {
-        RegistryStore::open_read_only(reg_path)?
+        mss_shared::central::registry::open_read(&cfg)?
     };
     let prefix = node.map(|n| format!("{n}."));
     let mine = |r: &OutRow| prefix.as_deref().is_none_or(|p| r.mail_id.starts_with(p));
@@ -340,6 +338,9 @@ pub fn run(
             proposed - written
         );
         report.absorb_filled();
+    }
+    if let Some(r) = reg {
+        r.commit()?;
     }
     let out = std::io::stdout().lock();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
