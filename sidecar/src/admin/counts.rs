@@ -33,7 +33,7 @@ fn domains(cfg: &Config, only: Option<&str>) -> Result<Vec<String>, Error> {
 /// The capture store (as a secondary) and the month read through it.
 fn open_month(cfg: &Config, month: Month) -> Result<(SecondaryCapture, Context), Error> {
     let sec = SecondaryCapture::open(cfg)?;
-    let reg = mss_shared::central::registry::open_read(&cfg)?;
+    let reg = mss_shared::central::registry::open_read(cfg)?;
     let ctx = Context::load(
         cfg,
         &sec.store,
