@@ -244,7 +244,7 @@ GRANT SELECT ON schema_version TO mss_node, mss_export;
 GRANT SELECT, INSERT ON nodes TO mss_node;
 GRANT UPDATE (shipped_seq, complete_until_us, last_contact) ON nodes TO mss_node;
 GRANT INSERT, SELECT (node_id, seq) ON records TO mss_node;
-GRANT SELECT ON nodes, records TO mss_export;
+GRANT SELECT ON nodes, records, bal_summary TO mss_export;
 GRANT SELECT, INSERT, DELETE ON registry TO mss_export;
 ";
 

@@ -46,9 +46,12 @@ fn central() -> (Pg, tempfile::TempDir, PathBuf) {
     let (d, admin) = tool_config(&pg, "mss_admin");
     let (c, out, err) = run("mss-admin", &admin, &["central", "migrate"]);
     assert_eq!(c, 0, "{out}{err}\n{}", pg.log());
-    assert_eq!(out.trim(), "applied migration 1\napplied migration 2");
+    assert_eq!(
+        out.trim(),
+        "applied migration 1\napplied migration 2\napplied migration 3"
+    );
     let (c, out, _) = run("mss-admin", &admin, &["central", "migrate"]);
-    assert_eq!((c, out.trim()), (0, "schema already at version 2"));
+    assert_eq!((c, out.trim()), (0, "schema already at version 3"));
     pg.grant();
     (pg, d, admin)
 }
@@ -540,4 +543,74 @@ fn one_registry_for_every_host_imported_once_all_or_nothing() {
         connexions,
         format!("BAL;DATE_DERNIERE_CONNEXION\r\n{alice};1900-01-01 00:00:00\r\n{bob};1900-01-01 00:00:00\r\n")
     );
+}
+
+#[test]
+fn retention_purges_old_records_centrally_and_keeps_their_last_dates() {
+    let (pg, _ad, admin) = central();
+    let tz = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
+    let node = ProxyNode::new(&pg, "mxa", 5000);
+    let d = node.start();
+    let alice = format!("alice@{DOMAIN}");
+    send(&node.proxy, &alice, &["x@ext.test"]);
+    wait_central(&pg, 1, &[node.dir.path()]);
+    stop(d);
+    // A login mxa shipped 14 months ago (older than retention_months = 13).
+    let old = jiff::Timestamp::now()
+        .to_zoned(tz.clone())
+        .checked_sub(jiff::Span::new().months(14))
+        .unwrap()
+        .timestamp()
+        .round(jiff::Unit::Second)
+        .unwrap();
+    let veteran = format!("veteran@{DOMAIN}");
+    pg.psql_db(
+        "mss",
+        &format!(
+            "INSERT INTO records SELECT id, 1000000, 2, {us}, '{{\"kind\":\"login\",\"bal\":\"{veteran}\",\"time_us\":{us},\"service\":\"imap\",\"source\":\"api\"}}' FROM nodes WHERE name = 'mxa'",
+            us = old.as_microsecond()
+        ),
+    );
+    let (c, out, err) = run("mss-admin", &admin, &["central", "purge"]);
+    assert_eq!(c, 0, "{err}");
+    assert!(
+        out.contains(": 1 purged, their last dates kept for 1 BAL(s)"),
+        "{out}"
+    );
+    assert_eq!(pg.psql_db("mss", "SELECT count(*) FROM records"), "1");
+    // A second purge has nothing left to do.
+    let (_, out, _) = run("mss-admin", &admin, &["central", "purge"]);
+    assert!(out.contains(": 0 purged"), "{out}");
+    // The purged login still dates veteran's Connexions line.
+    let (c, _, err) = run(
+        "mss-admin",
+        &admin,
+        &["mailbox", "add", &veteran, "--type", "personnelle"],
+    );
+    assert_eq!(c, 0, "{err}");
+    let (_ed, export) = tool_config(&pg, "mss_export");
+    let (c, _, connexions, err) = build(&export, Month::current(&tz), &["--allow-incomplete"]);
+    assert_eq!(c, 0, "{err}");
+    let line = format!(
+        "{veteran};{}\r\n",
+        format_csv_date(from_micros(old.as_microsecond()), &tz)
+    );
+    assert!(connexions.contains(&line), "{connexions}");
+}
+
+#[test]
+fn a_node_meeting_a_newer_schema_keeps_capturing_and_says_so() {
+    let (pg, _ad, _admin) = central();
+    pg.psql_db("mss", "INSERT INTO schema_version (version) VALUES (99)");
+    let node = ProxyNode::new(&pg, "mxa", 5000);
+    let d = node.start();
+    send(&node.proxy, &format!("alice@{DOMAIN}"), &["x@ext.test"]);
+    let t = Instant::now();
+    while !node.stderr().contains("newer than this mss-sidecar knows") {
+        assert!(t.elapsed() < Duration::from_secs(20), "{}", node.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(local_mail_ids(node.dir.path()).len(), 1);
+    assert_eq!(pg.psql_db("mss", "SELECT count(*) FROM records"), "0");
+    stop(d);
 }

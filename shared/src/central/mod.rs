@@ -9,6 +9,7 @@
 //!   workspace's ring rustls: verify-full, require, or none on a Unix socket).
 //! - [`schema`]: versioned migrations embedded in the binaries.
 //! - [`registry`]: the mailbox registry kept centrally (a private copy per command, pushed back all at once).
+//! - [`retention`]: `central purge`: old records folded into `bal_summary`, then deleted.
 //! - [`nodes`]: node registration (name ↔ random id), progress, completeness.
 //! - [`ship`]: one batch in one transaction (binary COPY into a temporary
 //!   table, `INSERT … SELECT … ON CONFLICT DO NOTHING` on `(node_id, seq)`,
@@ -19,6 +20,7 @@
 
 pub mod nodes;
 pub mod registry;
+pub mod retention;
 pub mod schema;
 pub mod ship;
 pub mod snapshot;

@@ -7,6 +7,7 @@
 //! | `schema_version` | one row per migration applied |
 //! | `nodes` | `id` (random, kept in the node's local store), `name` (`operator.node`, unique among active nodes), `shipped_seq` (the last outbox seq committed), `complete_until_us` (everything the node captured before this instant is here), `last_contact`, `retired` |
 //! | `registry` | the mailbox registry (`cf`, `key`, `value`: the registry store's column families, see [`super::registry`]) |
+//! | `bal_summary` | per BAL, the last login / sent / received of the records retention purged (never purged) |
 //! | `records` | `(node_id, seq)` primary key, `kind` (1 message, 2 login, 3 outside), `time_us`, `body` (the record, JSON: addresses and dates, never a message body) |
 
 use tokio_postgres::Client;
@@ -45,6 +46,15 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         key bytea NOT NULL,
         value bytea NOT NULL,
         PRIMARY KEY (cf, key)
+    );",
+    ),
+    (
+        3,
+        "CREATE TABLE bal_summary (
+        bal text PRIMARY KEY,
+        last_login_us bigint NOT NULL DEFAULT 0,
+        last_sent_us bigint NOT NULL DEFAULT 0,
+        last_received_us bigint NOT NULL DEFAULT 0
     );",
     ),
 ];

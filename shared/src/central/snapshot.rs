@@ -72,5 +72,7 @@ pub async fn pull(
     }
     n += batch.len() as u64;
     store.apply(&batch, cls, false)?;
+    // What retention purged centrally: its last dates, never lost.
+    store.merge_summaries(&super::retention::summaries(client).await?)?;
     Ok(n)
 }

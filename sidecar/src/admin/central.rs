@@ -1,4 +1,4 @@
-//! `mss-admin central migrate | nodes | retire NODE | import-registry`: the central
+//! `mss-admin central migrate | nodes | retire NODE | import-registry | purge`: the central
 //! PostgreSQL of `[central]` (several nodes).
 
 use std::path::Path;
@@ -102,6 +102,24 @@ pub fn import_registry(config: &Path) -> Result<i32, Error> {
     println!(
         "{n} registry entries moved to the central registry; {} is no longer read while [central] is set",
         cfg.store.registry_path.display()
+    );
+    Ok(exit::OK)
+}
+
+/// `mss-admin central purge`: retention centrally (admin role).
+pub fn purge(config: &Path) -> Result<i32, Error> {
+    let cfg = Config::load(config)?;
+    let c = central_cfg(&cfg)?;
+    let keep = mss_shared::figures::oldest_kept(&cfg, jiff::Timestamp::now());
+    let cls = mss_shared::store::capture::Classifier::from_config(&cfg);
+    let p = central::runtime()?.block_on(async {
+        let mut client = central::connect(c).await?;
+        schema::check(&client).await?;
+        mss_shared::central::retention::purge(&mut client, &cls, keep).await
+    })?;
+    println!(
+        "records before {keep} (store.retention_months = {}): {} purged, their last dates kept for {} BAL(s)",
+        cfg.store.retention_months, p.records, p.summaries
     );
     Ok(exit::OK)
 }

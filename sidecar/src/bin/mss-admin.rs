@@ -121,6 +121,8 @@ enum CentralCmd {
     Retire { node: String },
     /// Move this host's registry store (store.registry_path) to PostgreSQL, once, all or nothing.
     ImportRegistry,
+    /// Retention: records older than store.retention_months folded into the per-BAL summary, then deleted (admin role; monthly).
+    Purge,
 }
 
 #[derive(Subcommand)]
@@ -368,6 +370,7 @@ fn main() {
         Cmd::Central(CentralCmd::Nodes { json }) => {
             mss_sidecar::admin::central::list(&args.config, *json)
         }
+        Cmd::Central(CentralCmd::Purge) => mss_sidecar::admin::central::purge(&args.config),
         Cmd::Central(CentralCmd::ImportRegistry) => {
             mss_sidecar::admin::central::import_registry(&args.config)
         }

@@ -51,3 +51,36 @@ impl CaptureStore {
             .map_err(|e| Error::store(&self.path, e))
     }
 }
+
+impl CaptureStore {
+    /// Every per-BAL summary entry: (BAL, [last login, last sent, last
+    /// received] µs, 0 when unknown).
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub fn summaries(&self) -> Result<Vec<(String, [u64; 3])>> {
+        let mut out = vec![];
+        self.scan_range(CF_BAL, b"", &[0xff; 8], |k, v| {
+            out.push((
+                String::from_utf8_lossy(k).into_owned(),
+                super::keys::read3(v),
+            ));
+        })?;
+        Ok(out)
+    }
+
+    /// Merge summary entries (with *max*), e.g. those kept centrally.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub fn merge_summaries(&self, entries: &[(String, [u64; 3])]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for (bal, v) in entries {
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_be_bytes()).collect();
+            batch.merge_cf(self.cf(CF_BAL), bal.as_bytes(), bytes);
+        }
+        self.db
+            .write(batch)
+            .map_err(|e| Error::store(&self.path, e))
+    }
+}

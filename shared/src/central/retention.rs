@@ -1,0 +1,124 @@
+//! Retention centrally (`mss-admin central purge`, admin role): the records
+//! of months before `store.retention_months` are folded into the per-BAL
+//! summary (`bal_summary`, never purged: the last login, sent and received
+//! dates the Connexions rules need at any age), then deleted, in one
+//! transaction that holds off the shippers meanwhile (a lagging node's old
+//! record cannot slip between the fold and the delete). The fold is the
+//! nodes' own (`CaptureStore::purge_before`) on the records replayed.
+
+use futures_util::{pin_mut, TryStreamExt};
+use tokio_postgres::Client;
+
+use super::pg;
+use crate::error::{Error, Result};
+use crate::model::Record;
+use crate::month::Month;
+use crate::store::capture::{CaptureStore, Classifier};
+
+/// What a purge did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Purged {
+    pub records: u64,
+    pub summaries: usize,
+}
+
+/// Fold then delete the records before `keep_from` (start in `cls.tz`).
+///
+/// # Errors
+/// [`Error::Central`]; nothing changed then.
+pub async fn purge(c: &mut Client, cls: &Classifier, keep_from: Month) -> Result<Purged> {
+    let cutoff = keep_from.start(&cls.tz).as_microsecond();
+    let dir = tempfile::Builder::new()
+        .prefix("mss-central-purge-")
+        .tempdir()
+        .map_err(|e| Error::Other(format!("temporary directory: {e}")))?;
+    let tmp = CaptureStore::open(&dir.path().join("fold"))?;
+    let tx = c
+        .transaction()
+        .await
+        .map_err(|e| pg("starting the purge", e))?;
+    tx.batch_execute("LOCK TABLE records IN SHARE ROW EXCLUSIVE MODE")
+        .await
+        .map_err(|e| pg("locking records", e))?;
+    let rows = tx
+        .query_raw("SELECT body FROM records WHERE time_us < $1", [&cutoff])
+        .await
+        .map_err(|e| pg("reading old records", e))?;
+    pin_mut!(rows);
+    let mut batch = Vec::with_capacity(10_000);
+    let mut n = 0u64;
+    while let Some(row) = rows
+        .try_next()
+        .await
+        .map_err(|e| pg("reading old records", e))?
+    {
+        let body: &str = row.get(0);
+        batch.push(
+            serde_json::from_str::<Record>(body)
+                .map_err(|e| Error::Central(format!("an unreadable record: {e}")))?,
+        );
+        if batch.len() == 10_000 {
+            tmp.apply(&batch, cls, false)?;
+            n += batch.len() as u64;
+            batch.clear();
+        }
+    }
+    tmp.apply(&batch, cls, false)?;
+    n += batch.len() as u64;
+    tmp.purge_before(keep_from)?;
+    let summaries = tmp.summaries()?;
+    let up = tx
+        .prepare(
+            "INSERT INTO bal_summary (bal, last_login_us, last_sent_us, last_received_us)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (bal) DO UPDATE SET
+               last_login_us = GREATEST(bal_summary.last_login_us, EXCLUDED.last_login_us),
+               last_sent_us = GREATEST(bal_summary.last_sent_us, EXCLUDED.last_sent_us),
+               last_received_us = GREATEST(bal_summary.last_received_us, EXCLUDED.last_received_us)",
+        )
+        .await
+        .map_err(|e| pg("bal_summary", e))?;
+    for (bal, v) in &summaries {
+        let [l, s, r] = v.map(|x| x as i64);
+        tx.execute(&up, &[bal, &l, &s, &r])
+            .await
+            .map_err(|e| pg("bal_summary", e))?;
+    }
+    let deleted = tx
+        .execute("DELETE FROM records WHERE time_us < $1", &[&cutoff])
+        .await
+        .map_err(|e| pg("deleting old records", e))?;
+    if deleted != n {
+        return Err(Error::Central(format!(
+            "purge: {deleted} records to delete but {n} folded: nothing changed, run it again"
+        )));
+    }
+    tx.commit()
+        .await
+        .map_err(|e| pg("committing the purge", e))?;
+    Ok(Purged {
+        records: n,
+        summaries: summaries.len(),
+    })
+}
+
+/// Every summary entry kept centrally.
+///
+/// # Errors
+/// [`Error::Central`].
+pub async fn summaries(c: &Client) -> Result<Vec<(String, [u64; 3])>> {
+    let rows = c
+        .query(
+            "SELECT bal, last_login_us, last_sent_us, last_received_us FROM bal_summary",
+            &[],
+        )
+        .await
+        .map_err(|e| pg("reading bal_summary", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let v: [i64; 3] = [r.get(1), r.get(2), r.get(3)];
+            (r.get(0), v.map(|x| x.max(0) as u64))
+        })
+        .collect())
+}
