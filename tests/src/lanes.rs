@@ -13,7 +13,7 @@ use crate::config::TestConfig;
 use crate::daemon::Daemon;
 use crate::dovecot::Dovecot;
 use crate::postfix::Postfix;
-use crate::sidecar::{bin, DOMAIN};
+use crate::sidecar::DOMAIN;
 
 /// IMAP logins (alice twice, carol once, bob with a wrong password), through
 /// the events endpoint and the dict socket (`sock_dir` holds the socket: it
@@ -108,26 +108,9 @@ pub fn logins_make_the_exact_connexions_file(
             .unwrap();
         format_csv_date(from_micros(us), &tz)
     };
-    let out = dir.path().join("out");
-    let o = Command::new(bin("mss-export"))
-        .arg("--config")
-        .arg(dir.path().join("config.toml"))
-        .args(["build", "--month", &month.to_string(), "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let zip_path = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    let mut z = zip::ZipArchive::new(std::fs::File::open(&zip_path).unwrap()).unwrap();
-    let mut csv = String::new();
-    use std::io::Read;
-    z.by_name(&format!(
-        "{}_ConnexionsMSSante_{DOMAIN}.csv",
-        month.compact()
-    ))
-    .unwrap()
-    .read_to_string(&mut csv)
-    .unwrap();
+    let built = crate::files::build(&dir.path().join("config.toml"), &month.to_string(), &[]);
+    assert_eq!(built.code, 0, "{}", built.stderr);
+    let csv = built.connexions;
     assert_eq!(
         csv,
         format!(

@@ -1,10 +1,8 @@
 //! Several nodes, one month (`[central]`): real `mss-sidecar` daemons (one
 //! as milter of a private Postfix, one as SMTP proxy in front of another),
 //! a private PostgreSQL 15 with TLS and the documented least-privilege roles,
-//! and the real `mss-admin` / `mss-export`.
+//! and the real `mss-admin` / `mss-export` (support: `mss_tests::multinode`).
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -12,162 +10,9 @@ use mss_shared::month::{format_csv_date, from_micros, Month};
 use mss_shared::store::capture::OutRow;
 use mss_tests::config::TestConfig;
 use mss_tests::daemon::Daemon;
+use mss_tests::multinode::*;
 use mss_tests::postfix::{Postfix, PostfixBuilder};
-use mss_tests::postgres::Pg;
-use mss_tests::sidecar::{bin, rows, DOMAIN};
-
-fn run(tool: &str, cfg: &Path, args: &[&str]) -> (i32, String, String) {
-    let o = mss_tests::guard::output_within(
-        Command::new(bin(tool)).arg("--config").arg(cfg).args(args),
-        Duration::from_secs(120),
-    )
-    .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-/// A configuration directory for a tool with `role` (admin, export).
-fn tool_config(pg: &Pg, role: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let text = TestConfig::new(dir.path())
-        .with(|c| c.central = Some(pg.central(role)))
-        .text();
-    let p = dir.path().join("config.toml");
-    std::fs::write(&p, text).unwrap();
-    (dir, p)
-}
-
-/// A PostgreSQL migrated by the admin role, with the documented grants.
-fn central() -> (Pg, tempfile::TempDir, PathBuf) {
-    let pg = Pg::start();
-    let (d, admin) = tool_config(&pg, "mss_admin");
-    let (c, out, err) = run("mss-admin", &admin, &["central", "migrate"]);
-    assert_eq!(c, 0, "{out}{err}\n{}", pg.log());
-    assert_eq!(
-        out.trim(),
-        "applied migration 1\napplied migration 2\napplied migration 3"
-    );
-    let (c, out, _) = run("mss-admin", &admin, &["central", "migrate"]);
-    assert_eq!((c, out.trim()), (0, "schema already at version 3"));
-    pg.grant();
-    (pg, d, admin)
-}
-
-fn post_login(addr: &str, bal: &str, time: &str) {
-    let body = format!(r#"{{"bal": "{bal}", "time": "{time}", "service": "imap"}}"#);
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "POST /v1/logins HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut r = String::new();
-    let _ = s.read_to_string(&mut r);
-    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-}
-
-fn send(addr: &str, from: &str, to: &[&str]) {
-    let r = mss_tests::swaks::send(addr, from, to, &[]);
-    assert!(r.ok, "{}", r.transcript);
-}
-
-/// Wait (bounded) until PostgreSQL holds `n` records (`dirs`: the nodes',
-/// whose stderr is shown on failure).
-fn wait_central(pg: &Pg, n: usize, dirs: &[&Path]) {
-    let t = Instant::now();
-    loop {
-        let have: usize = pg
-            .psql_db("mss", "SELECT count(*) FROM records")
-            .parse()
-            .unwrap();
-        if have >= n {
-            assert_eq!(have, n, "more records centrally than captured");
-            return;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "{have} of {n} records shipped after 60 s: {}",
-            dirs.iter()
-                .map(|d| std::fs::read_to_string(d.join("stderr.log")).unwrap_or_default())
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// A node: its directory, config text and `[central]` as `mss_node`.
-fn node_config(
-    pg: &Pg,
-    dir: &Path,
-    name: &str,
-    f: impl FnOnce(TestConfig) -> TestConfig,
-) -> String {
-    f(TestConfig::new(dir))
-        .with(|c| {
-            c.operator.node = name.into();
-            c.central = Some(pg.central("mss_node"));
-        })
-        .text()
-}
-
-fn stop(mut d: Daemon) {
-    let _ = Command::new("kill").arg(d.pid().to_string()).status();
-    let _ = mss_tests::guard::wait_within(&mut d.child, Duration::from_secs(20));
-}
-
-fn echanges_line(r: &OutRow, tz: &jiff::tz::TimeZone) -> (i64, String, String) {
-    (
-        r.time_us,
-        r.mail_id.clone(),
-        format!(
-            "{};{};{};{};{}\r\n",
-            r.mail_id,
-            r.sender,
-            r.recipient,
-            format_csv_date(from_micros(r.time_us), tz),
-            r.size
-        ),
-    )
-}
-
-/// The month's two files for DOMAIN from `mss-export build`.
-fn build(cfg: &Path, month: Month, extra: &[&str]) -> (i32, String, String, String) {
-    let out = cfg
-        .parent()
-        .unwrap()
-        .join(format!("out-{}", std::process::id()));
-    let mut args = vec!["build", "--month"];
-    let m = month.to_string();
-    args.push(&m);
-    args.push("--out");
-    let o = out.to_string_lossy().to_string();
-    args.push(&o);
-    args.extend_from_slice(extra);
-    let (c, stdout, stderr) = run("mss-export", cfg, &args);
-    if c != 0 {
-        return (c, String::new(), String::new(), stderr);
-    }
-    let zip_path = stdout.lines().next().unwrap().trim().to_string();
-    let mut z = zip::ZipArchive::new(std::fs::File::open(&zip_path).unwrap()).unwrap();
-    let mut read = |kind: &str| {
-        let mut s = String::new();
-        z.by_name(&format!("{}_{kind}MSSante_{DOMAIN}.csv", month.compact()))
-            .unwrap()
-            .read_to_string(&mut s)
-            .unwrap();
-        s
-    };
-    let e = read("Echanges");
-    let c2 = read("Connexions");
-    std::fs::remove_dir_all(&out).unwrap();
-    (c, e, c2, stderr)
-}
+use mss_tests::sidecar::{rows, DOMAIN};
 
 #[test]
 fn two_nodes_one_month_exact_files() {
@@ -254,70 +99,6 @@ fn two_nodes_one_month_exact_files() {
         connexions,
         format!("BAL;DATE_DERNIERE_CONNEXION\r\n{alice};{login}\r\n{bob};{login}\r\n")
     );
-}
-
-/// A node in front of its own Postfix as SMTP proxy, with an events
-/// endpoint; returns (daemon, node dir, proxy address, events address).
-struct ProxyNode {
-    dir: tempfile::TempDir,
-    text: String,
-    proxy: String,
-    events: String,
-    _pf: Postfix,
-}
-
-impl ProxyNode {
-    fn new(pg: &Pg, name: &str, batch_rows: usize) -> ProxyNode {
-        let dir = tempfile::tempdir().unwrap();
-        let pf = PostfixBuilder::new().start().unwrap();
-        let proxy = format!("127.0.0.1:{}", Postfix::free_port());
-        let events = format!("127.0.0.1:{}", Postfix::free_port());
-        let text = TestConfig::new(dir.path())
-            .proxy(&proxy, &pf.addr())
-            .events(&events)
-            .with(|c| {
-                c.operator.node = name.into();
-                let mut central = pg.central("mss_node");
-                central.batch_rows = batch_rows;
-                c.central = Some(central);
-            })
-            .text();
-        ProxyNode {
-            dir,
-            text,
-            proxy,
-            events,
-            _pf: pf,
-        }
-    }
-
-    fn start(&self) -> Daemon {
-        Daemon::start(self.dir.path(), &self.text, &self.events)
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
-    }
-}
-
-/// The MAIL_IDs of the message records PostgreSQL holds, sorted.
-fn central_mail_ids(pg: &Pg) -> Vec<String> {
-    let out = pg.psql_db(
-        "mss",
-        "SELECT body::json->>'mail_id' FROM records WHERE kind = 1 ORDER BY 1",
-    );
-    out.lines()
-        .map(str::to_string)
-        .filter(|l| !l.is_empty())
-        .collect()
-}
-
-/// The MAIL_IDs of a node's local rows, sorted and unique.
-fn local_mail_ids(dir: &Path) -> Vec<String> {
-    let mut ids: Vec<String> = rows(dir).into_iter().map(|r| r.mail_id).collect();
-    ids.sort();
-    ids.dedup();
-    ids
 }
 
 #[test]

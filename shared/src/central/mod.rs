@@ -90,7 +90,7 @@ pub fn tls_config(c: &Central) -> Result<rustls::ClientConfig> {
     let cfg = match c.tls {
         CentralTls::Require => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider())))
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider())))
             .with_no_client_auth(),
         _ => {
             let mut roots = rustls::RootCertStore::empty();
@@ -111,11 +111,13 @@ pub fn tls_config(c: &Central) -> Result<rustls::ClientConfig> {
     Ok(cfg)
 }
 
-/// `tls = "require"`: encrypted, the server's certificate not checked.
+/// Encryption without authentication: the server's certificate is not
+/// checked (`[central] tls = "require"`; the proxy's opportunistic TLS to a
+/// next hop without a CA, as Postfix's `smtp_tls_security_level = may`).
 #[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+pub struct NoVerify(pub Arc<rustls::crypto::CryptoProvider>);
 
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
     fn verify_server_cert(
         &self,
         _end_entity: &rustls_pki_types::CertificateDer<'_>,

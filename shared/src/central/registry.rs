@@ -99,6 +99,23 @@ async fn pull(c: &Client, store: &RegistryStore) -> Result<usize> {
     Ok(all.len())
 }
 
+/// Take the writers' lock (held until the session ends), or say who has it.
+async fn lock(c: &Client) -> Result<()> {
+    let got: bool = c
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK])
+        .await
+        .map_err(|e| pg("locking the registry", e))?
+        .get(0);
+    if got {
+        Ok(())
+    } else {
+        Err(Error::Central(
+            "another mss-admin or mss-export is writing the central registry: retry when it is done"
+                .into(),
+        ))
+    }
+}
+
 /// Replace the central registry by `rows`, in one transaction.
 async fn push(c: &mut Client, rows: &[Entry]) -> Result<()> {
     let tx = c
@@ -174,16 +191,7 @@ pub fn open_write(cfg: &Config) -> Result<Registry> {
     let client = rt.block_on(async {
         let client = super::connect(c).await?;
         super::schema::check(&client).await?;
-        let got: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK])
-            .await
-            .map_err(|e| pg("locking the registry", e))?
-            .get(0);
-        if !got {
-            return Err(Error::Central(
-                "another mss-admin or mss-export is writing the central registry: retry when it is done".into(),
-            ));
-        }
+        lock(&client).await?;
         pull(&client, &store).await?;
         Ok(client)
     })?;
@@ -228,16 +236,7 @@ pub fn import(cfg: &Config) -> Result<usize> {
     super::runtime()?.block_on(async {
         let mut client = super::connect(c).await?;
         super::schema::check(&client).await?;
-        let got: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK])
-            .await
-            .map_err(|e| pg("locking the registry", e))?
-            .get(0);
-        if !got {
-            return Err(Error::Central(
-                "another mss-admin or mss-export is writing the central registry".into(),
-            ));
-        }
+        lock(&client).await?;
         let n: i64 = client
             .query_one("SELECT count(*) FROM registry", &[])
             .await

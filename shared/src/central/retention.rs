@@ -6,12 +6,10 @@
 //! record cannot slip between the fold and the delete). The fold is the
 //! nodes' own (`CaptureStore::purge_before`) on the records replayed.
 
-use futures_util::{pin_mut, TryStreamExt};
 use tokio_postgres::Client;
 
 use super::pg;
 use crate::error::{Error, Result};
-use crate::model::Record;
 use crate::month::Month;
 use crate::store::capture::{CaptureStore, Classifier};
 
@@ -44,27 +42,7 @@ pub async fn purge(c: &mut Client, cls: &Classifier, keep_from: Month) -> Result
         .query_raw("SELECT body FROM records WHERE time_us < $1", [&cutoff])
         .await
         .map_err(|e| pg("reading old records", e))?;
-    pin_mut!(rows);
-    let mut batch = Vec::with_capacity(10_000);
-    let mut n = 0u64;
-    while let Some(row) = rows
-        .try_next()
-        .await
-        .map_err(|e| pg("reading old records", e))?
-    {
-        let body: &str = row.get(0);
-        batch.push(
-            serde_json::from_str::<Record>(body)
-                .map_err(|e| Error::Central(format!("an unreadable record: {e}")))?,
-        );
-        if batch.len() == 10_000 {
-            tmp.apply(&batch, cls, false)?;
-            n += batch.len() as u64;
-            batch.clear();
-        }
-    }
-    tmp.apply(&batch, cls, false)?;
-    n += batch.len() as u64;
+    let n = super::snapshot::replay(rows, &tmp, cls).await?;
     tmp.purge_before(keep_from)?;
     let summaries = tmp.summaries()?;
     let up = tx

@@ -36,7 +36,8 @@ pub fn open_for_reading(cfg: &Config, dir: &Path) -> Result<CaptureStore> {
     Ok(store)
 }
 
-/// Replay every shipped record into `store`; returns how many.
+/// Replay every shipped record into `store`, then the per-BAL summary of
+/// what retention purged centrally; returns how many records.
 ///
 /// # Errors
 /// [`Error::Central`], store errors.
@@ -52,6 +53,22 @@ pub async fn pull(
         )
         .await
         .map_err(|e| pg("reading records", e))?;
+    let n = replay(rows, store, cls).await?;
+    // What retention purged centrally: its last dates, never lost.
+    store.merge_summaries(&super::retention::summaries(client).await?)?;
+    Ok(n)
+}
+
+/// Apply each row's `body` (a record, JSON) to `store` through the nodes'
+/// own [`CaptureStore::apply`], in batches; returns how many.
+///
+/// # Errors
+/// [`Error::Central`] for an unreadable record or a failed read, store errors.
+pub async fn replay(
+    rows: tokio_postgres::RowStream,
+    store: &CaptureStore,
+    cls: &Classifier,
+) -> Result<u64> {
     pin_mut!(rows);
     let mut batch = Vec::with_capacity(10_000);
     let mut n = 0u64;
@@ -72,7 +89,5 @@ pub async fn pull(
     }
     n += batch.len() as u64;
     store.apply(&batch, cls, false)?;
-    // What retention purged centrally: its last dates, never lost.
-    store.merge_summaries(&super::retention::summaries(client).await?)?;
     Ok(n)
 }
