@@ -5,7 +5,7 @@
 //! reactivation, refused backdating and future dates — exact bytes and
 //! exact JSON.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use std::time::Duration;
 use mss_shared::month::{format_csv_date, from_micros, Month};
 use mss_shared::store::registry::RegistryStore;
 use mss_tests::config::TestConfig;
+use mss_tests::files::post_login;
 use mss_tests::daemon::Daemon;
 use mss_tests::postfix::{Postfix, PostfixBuilder};
 use mss_tests::sidecar::{bin, rows, DOMAIN};
@@ -35,20 +36,6 @@ fn admin_ok(cfg: &Path, args: &[&str]) -> String {
     let (c, out, err) = run("mss-admin", cfg, args);
     assert_eq!(c, 0, "mss-admin {args:?}: {err}");
     out
-}
-
-fn post_login(addr: &str, body: &str) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "POST /v1/logins HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut r = String::new();
-    let _ = s.read_to_string(&mut r);
-    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
 }
 
 fn send(pf: &Postfix, from: &str, to: &[&str]) {
