@@ -13,8 +13,8 @@ use std::time::Duration;
 use mss_shared::month::{format_csv_date, from_micros, Month};
 use mss_shared::store::registry::RegistryStore;
 use mss_tests::config::TestConfig;
-use mss_tests::files::post_login;
 use mss_tests::daemon::Daemon;
+use mss_tests::files::post_login;
 use mss_tests::postfix::{Postfix, PostfixBuilder};
 use mss_tests::sidecar::{bin, rows, DOMAIN};
 
