@@ -131,3 +131,101 @@ pub fn run(rows: u64, sidecar: &str, admin: &str) {
         reference / ship
     );
 }
+
+/// `mss-bench centralproxy ROUNDS MESSAGES SESSIONS SIDECAR_BIN ADMIN_BIN`:
+/// the SMTP proxy with `[central]` (its shipper sending every record to a
+/// private PostgreSQL meanwhile) against the same proxy without it, in
+/// front of the same Postfix, rounds alternated; median msg/s ratio (goal
+/// >= 0.95). Ends by checking PostgreSQL holds every record of the run.
+pub fn proxy(rounds: u64, msgs: u64, sessions: u64, sidecar: &str, admin: &str) {
+    use crate::bench::{median, smtp_source};
+    let pg = Pg::start();
+    let adir = tempfile::tempdir().unwrap();
+    let acfg = write_config(adir.path(), |t| {
+        t.with(|c| c.central = Some(pg.central("mss_admin")))
+    });
+    let o = Command::new(admin)
+        .arg("--config")
+        .arg(&acfg)
+        .args(["central", "migrate"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    pg.grant();
+    let back = crate::postfix::PostfixBuilder::new()
+        .main_cf("default_process_limit = 200")
+        .main_cf("smtpd_client_connection_count_limit = 0")
+        .main_cf("smtpd_client_connection_rate_limit = 0")
+        .main_cf("in_flow_delay = 0")
+        .start()
+        .expect("postfix");
+    let start = |central: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let listen = format!("127.0.0.1:{}", crate::postfix::Postfix::free_port());
+        let cfg = write_config(dir.path(), |t| {
+            t.proxy(&listen, &back.addr()).with(|c| {
+                c.operator.domains = vec!["ch-bench.mssante.fr".into()];
+                c.operator.node = "bench".into();
+                c.store.commit_timeout_ms = 1000;
+                if let Some(p) = c.proxy.as_mut() {
+                    p.max_sessions = 2000;
+                }
+                if central {
+                    c.central = Some(pg.central("mss_node"));
+                }
+            })
+        });
+        let g = Guard(
+            Command::new(sidecar)
+                .arg("--config")
+                .arg(&cfg)
+                .env("MSS_LOG", "warn")
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap(),
+        );
+        let t = Instant::now();
+        while std::net::TcpStream::connect(&listen).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "proxy never listened"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (dir, listen, g)
+    };
+    let (_pd, plain, _pg) = start(false);
+    let (_cd, with, _cg) = start(true);
+    let (mut p, mut c) = (vec![], vec![]);
+    for r in 1..=rounds {
+        p.push(smtp_source(&plain, msgs, sessions));
+        c.push(smtp_source(&with, msgs, sessions));
+        println!(
+            "round {r}: proxy {:.0} msg/s, proxy with [central] {:.0} msg/s",
+            p[p.len() - 1],
+            c[c.len() - 1]
+        );
+    }
+    let (mp, mc) = (median(&mut p), median(&mut c));
+    println!(
+        "median msg/s: without [central] {mp:.0}, with [central] {mc:.0}; ratio {:.3} (goal >= 0.95)",
+        mc / mp
+    );
+    let want = rounds * msgs;
+    let t = Instant::now();
+    loop {
+        let n: u64 = pg
+            .psql_db("mss", "SELECT count(*) FROM records")
+            .parse()
+            .unwrap();
+        if n == want {
+            println!("PostgreSQL: {n} records = {rounds} x {msgs} (exact)");
+            break;
+        }
+        assert!(
+            n < want && t.elapsed() < Duration::from_secs(120),
+            "PostgreSQL holds {n} records, expected {want}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

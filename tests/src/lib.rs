@@ -1,5 +1,6 @@
 //! # mss-tests: end-to-end test support
 //!
+//! - [`bench`]: the benchmarks' load generator (smtp-source) and median.
 //! - [`central_bench`]: `mss-bench central`, a node's backlog shipped to PostgreSQL.
 //! - [`chromium`]: headless Chromium (PDF, PNG), bounded, its process group killed.
 //! - [`config`]: test configurations built from the `Config` types (TOML by `Config::to_toml`).
@@ -19,6 +20,7 @@
 //! - [`sidecar`]: the proxy in-process, the binaries, reading captured rows.
 //! - [`sipil`]: a local mTLS SIPIL server and its test PKI (rcgen).
 
+pub mod bench;
 pub mod central_bench;
 pub mod chromium;
 pub mod config;

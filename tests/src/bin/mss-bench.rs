@@ -19,11 +19,11 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mss_tests::guard::{output_within, signal, wait_within, Guard};
+use mss_tests::guard::{signal, wait_within, Guard};
 use mss_tests::postfix::{Postfix, PostfixBuilder};
 
 fn usage() -> ! {
-    eprintln!("usage: mss-bench milter ROUNDS MESSAGES SESSIONS SIDECAR_BIN [NOOP_MILTER_BIN]\n       mss-bench proxyfilter ROUNDS MESSAGES SESSIONS SIDECAR_BIN\n       mss-bench latency ADDR MESSAGES [SESSIONS]\n       mss-bench events ADDR SECONDS CONNECTIONS USERS\n       mss-bench rows CAPTURE_PATH EXPECTED\n       mss-bench reconcilerows CAPTURE_PATH MESSAGES\n       mss-bench central ROWS SIDECAR_BIN ADMIN_BIN");
+    eprintln!("usage: mss-bench milter ROUNDS MESSAGES SESSIONS SIDECAR_BIN [NOOP_MILTER_BIN]\n       mss-bench proxyfilter ROUNDS MESSAGES SESSIONS SIDECAR_BIN\n       mss-bench latency ADDR MESSAGES [SESSIONS]\n       mss-bench events ADDR SECONDS CONNECTIONS USERS\n       mss-bench rows CAPTURE_PATH EXPECTED\n       mss-bench reconcilerows CAPTURE_PATH MESSAGES\n       mss-bench central ROWS SIDECAR_BIN ADMIN_BIN\n       mss-bench centralproxy ROUNDS MESSAGES SESSIONS SIDECAR_BIN ADMIN_BIN");
     std::process::exit(2)
 }
 
@@ -55,6 +55,13 @@ fn main() {
             arg(&a, 3),
             &a.get(4).cloned().unwrap_or_else(|| usage()),
         ),
+        Some("centralproxy") => mss_tests::central_bench::proxy(
+            arg(&a, 1),
+            arg(&a, 2),
+            arg(&a, 3),
+            &a.get(4).cloned().unwrap_or_else(|| usage()),
+            &a.get(5).cloned().unwrap_or_else(|| usage()),
+        ),
         Some("central") => mss_tests::central_bench::run(
             arg(&a, 1),
             &a.get(2).cloned().unwrap_or_else(|| usage()),
@@ -73,47 +80,7 @@ fn main() {
     }
 }
 
-fn smtp_source(addr: &str, msgs: u64, sessions: u64) -> f64 {
-    let t = Instant::now();
-    let mut st = Command::new("/usr/sbin/smtp-source");
-    st.args([
-        "-s",
-        &sessions.to_string(),
-        "-m",
-        &msgs.to_string(),
-        "-l",
-        "4096",
-        "-r",
-        "3",
-    ])
-    .args([
-        "-f",
-        "bench@ch-bench.mssante.fr",
-        "-t",
-        "rcpt@ext.test",
-        addr,
-    ])
-    .stdout(Stdio::null());
-    // Bounded: a stuck load generator fails the run instead of hanging it.
-    let st = output_within(&mut st, Duration::from_secs(900))
-        .expect("smtp-source (apt-get install postfix)");
-    assert!(
-        st.status.success(),
-        "smtp-source failed: {}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    msgs as f64 / t.elapsed().as_secs_f64()
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
+use mss_tests::bench::{median, smtp_source};
 
 // A plain `fn`, not a closure: rustc 1.95 at opt-level >= 2 miscompiles a
 // closure called twice with a by-value builder that it returns (MIR GVN
