@@ -393,7 +393,22 @@ pub fn run(cfg: &Config, month: Option<Month>, now: Option<Timestamp>) -> Result
     let now = now.unwrap_or_else(Timestamp::now);
     let target = month.unwrap_or_else(|| Month::of(now, &tz).prev());
     let deadline = Deadline::of(s, target, now, &tz);
-    let rec = load(cfg, target)?;
+    let mut rec = load(cfg, target)?;
+    // [central]: who has not shipped the whole month yet.
+    let lagging = mss_shared::central::nodes::incomplete(cfg, target)?;
+    if let Some(r) = rec.as_mut() {
+        if !r.incomplete.is_empty() && lagging.is_empty() && !deadline.passed() {
+            eprintln!(
+                "{target}: submitted without what these nodes held ({}); they have shipped it: rebuilding and submitting again",
+                r.incomplete.join("; ")
+            );
+            let mut again = MonthRecord::new(target);
+            again.submissions = std::mem::take(&mut r.submissions);
+            again.reports = std::mem::take(&mut r.reports);
+            *r = again;
+            save(cfg, target, r)?;
+        }
+    }
     if let Some(r) = &rec {
         if r.state == State::Accepted {
             println!("{target}: accepted, nothing to do");
@@ -403,11 +418,11 @@ pub fn run(cfg: &Config, month: Option<Month>, now: Option<Timestamp>) -> Result
     }
     // [central]: wait for every node to have shipped the month, until the
     // day before the deadline; then submit what is there, saying who lags.
+    let mut missing = vec![];
     if rec
         .as_ref()
         .is_none_or(|r| matches!(r.state, State::Built | State::Validated))
     {
-        let lagging = mss_shared::central::nodes::incomplete(cfg, target)?;
         if !lagging.is_empty() {
             let why = lagging.join("; ");
             if deadline.days_left > 1 {
@@ -418,10 +433,14 @@ pub fn run(cfg: &Config, month: Option<Month>, now: Option<Timestamp>) -> Result
                 "WARNING: the ANS deadline is {}: submitting {target} without what these nodes hold: {why}",
                 deadline.date
             );
+            missing = lagging;
         }
     }
     let client = Client::new(s)?;
     let mut rec = rec.unwrap_or_else(|| MonthRecord::new(target));
+    if !missing.is_empty() {
+        rec.incomplete = missing;
+    }
     let outcome = drive(cfg, &client, s, target, &mut rec);
     let state = match outcome {
         Ok(st) => st,

@@ -98,6 +98,11 @@ pub struct MonthRecord {
     /// Last failure (network, TLS, HTTP), cleared by the next success.
     pub last_error: Option<String>,
     pub updated: String,
+    /// `[central]`: the nodes that had not shipped the whole month when it
+    /// was submitted on the day before the deadline; once they have, the
+    /// month is rebuilt and submitted again (before the deadline).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<String>,
 }
 
 /// Short-lived registry access (other writers may need it between calls).
@@ -131,6 +136,7 @@ impl MonthRecord {
             reports: vec![],
             last_error: None,
             updated: now_string(),
+            incomplete: vec![],
         }
     }
 

@@ -395,3 +395,152 @@ fn a_node_meeting_a_newer_schema_keeps_capturing_and_says_so() {
     assert_eq!(pg.psql_db("mss", "SELECT count(*) FROM records"), "0");
     stop(d);
 }
+
+#[test]
+fn a_month_submitted_without_a_lagging_node_is_submitted_again_once_it_has_shipped() {
+    use mss_tests::sipil::{Pki, SipilServer};
+    let (pg, _ad, admin) = central();
+    let tz = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
+    let target = Month::current(&tz).prev();
+    let (na, nb) = (
+        ProxyNode::new(&pg, "mxa", 5000),
+        ProxyNode::new(&pg, "mxb", 5000),
+    );
+    let (a, b) = (na.start(), nb.start());
+    send(&na.proxy, &format!("alice@{DOMAIN}"), &["x@ext.test"]);
+    send(&nb.proxy, &format!("alice@{DOMAIN}"), &["y@ext.test"]);
+    wait_central(&pg, 2, &[na.dir.path(), nb.dir.path()]);
+    stop(b);
+    // mxb went down two hours before the end of `target`, with a message
+    // of that month not shipped yet.
+    let end = target.end(&tz).as_microsecond();
+    pg.psql_db(
+        "mss",
+        &format!(
+            "UPDATE nodes SET complete_until_us = {} WHERE name = 'mxb'",
+            end - 7_200_000_000
+        ),
+    );
+    let (c, _, err) = run(
+        "mss-admin",
+        &admin,
+        &[
+            "mailbox",
+            "add",
+            &format!("alice@{DOMAIN}"),
+            "--type",
+            "personnelle",
+        ],
+    );
+    assert_eq!(c, 0, "{err}");
+    // The exporter's host: the export role, the SIPIL stand-in.
+    let pki = Pki::new();
+    let server = SipilServer::start(&pki.server, pki.ca.der());
+    let edir = tempfile::tempdir().unwrap();
+    let f = pki.write(edir.path());
+    let export = edir.path().join("config.toml");
+    let text = TestConfig::new(edir.path())
+        .with(|c| {
+            c.central = Some(pg.central("mss_export"));
+            c.export.out_dir = edir.path().join("exports");
+        })
+        .text();
+    std::fs::write(
+        &export,
+        format!(
+            "{text}\n[sipil]\npost_url = \"{}\"\nreport_url = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\nca_file = \"{}\"\nreport_email = \"ops@op.example\"\nmax_attempts = 3\nretry_delay_ms = 50\nreport_polls = 1\nreport_poll_interval_secs = 0\n",
+            server.post_url(),
+            server.report_url(),
+            f.client_cert.display(),
+            f.client_key.display(),
+            f.ca.display()
+        ),
+    )
+    .unwrap();
+    let first = target.next().first_day();
+    let at = |day: i8| {
+        first
+            .with()
+            .day(day)
+            .build()
+            .unwrap()
+            .at(10, 0, 0, 0)
+            .to_zoned(tz.clone())
+            .unwrap()
+            .timestamp()
+            .to_string()
+    };
+    let m = target.to_string();
+    // Two days before the deadline (the 5th): wait for mxb.
+    let (c, out, err) = run(
+        "mss-export",
+        &export,
+        &["run", "--month", &m, "--now", &at(3)],
+    );
+    assert_eq!(c, 16, "{out}{err}");
+    assert!(
+        out.contains("waiting for every node to ship the month: node mxb"),
+        "{out}"
+    );
+    assert!(server.posts().is_empty());
+    // The day before: submitted without mxb, saying so.
+    let (c, out, err) = run(
+        "mss-export",
+        &export,
+        &["run", "--month", &m, "--now", &at(4)],
+    );
+    assert_eq!(c, 0, "{out}{err}");
+    assert!(
+        err.contains("without what these nodes hold: node mxb"),
+        "{err}"
+    );
+    assert_eq!(server.posts().len(), 1);
+    // mxb comes back and ships its message of `target` (as its shipper
+    // would: the record, then its mark past the month's end).
+    let us = end - 10_800_000_000;
+    pg.psql_db(
+        "mss",
+        &format!(
+            "INSERT INTO records SELECT id, 1000000, 1, {us}, '{{\"kind\":\"message\",\"mail_id\":\"mxb.late.Q1\",\"queue_id\":\"Q1\",\"message_id\":null,\"sender\":\"alice@{DOMAIN}\",\"recipients\":[\"late@ext.test\"],\"size\":1234,\"time_us\":{us},\"frontend\":\"proxy\"}}' FROM nodes WHERE name = 'mxb';
+             UPDATE nodes SET complete_until_us = {} WHERE name = 'mxb'",
+            end + 1
+        ),
+    );
+    let (c, out, err) = run(
+        "mss-export",
+        &export,
+        &["run", "--month", &m, "--now", &at(4)],
+    );
+    assert_eq!(c, 0, "{out}{err}");
+    assert!(err.contains("rebuilding and submitting again"), "{err}");
+    let posts = server.posts();
+    assert_eq!(posts.len(), 2, "submitted again, once");
+    let zip = posts[1]
+        .parts
+        .iter()
+        .find(|p| p.filename.as_deref().is_some_and(|n| n.ends_with(".zip")))
+        .unwrap()
+        .data
+        .clone();
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    let mut csv = String::new();
+    use std::io::Read;
+    z.by_name(&format!(
+        "{}_EchangesMSSante_{DOMAIN}.csv",
+        target.compact()
+    ))
+    .unwrap()
+    .read_to_string(&mut csv)
+    .unwrap();
+    assert!(csv.contains("mxb.late.Q1;alice@"), "{csv}");
+    // Accepted and complete: nothing more.
+    let (c, out, _) = run(
+        "mss-export",
+        &export,
+        &["run", "--month", &m, "--now", &at(4)],
+    );
+    assert_eq!(c, 0);
+    assert!(out.contains("nothing to do"), "{out}");
+    assert_eq!(server.posts().len(), 2);
+    stop(a);
+}
