@@ -419,22 +419,20 @@ pub fn run(cfg: &Config, month: Option<Month>, now: Option<Timestamp>) -> Result
     // [central]: wait for every node to have shipped the month, until the
     // day before the deadline; then submit what is there, saying who lags.
     let mut missing = vec![];
-    if rec
+    let not_submitted = rec
         .as_ref()
-        .is_none_or(|r| matches!(r.state, State::Built | State::Validated))
-    {
-        if !lagging.is_empty() {
-            let why = lagging.join("; ");
-            if deadline.days_left > 1 {
-                println!("{target}: waiting for every node to ship the month: {why}");
-                return Ok(exit::INCOMPLETE);
-            }
-            eprintln!(
-                "WARNING: the ANS deadline is {}: submitting {target} without what these nodes hold: {why}",
-                deadline.date
-            );
-            missing = lagging;
+        .is_none_or(|r| matches!(r.state, State::Built | State::Validated));
+    if not_submitted && !lagging.is_empty() {
+        let why = lagging.join("; ");
+        if deadline.days_left > 1 {
+            println!("{target}: waiting for every node to ship the month: {why}");
+            return Ok(exit::INCOMPLETE);
         }
+        eprintln!(
+            "WARNING: the ANS deadline is {}: submitting {target} without what these nodes hold: {why}",
+            deadline.date
+        );
+        missing = lagging;
     }
     let client = Client::new(s)?;
     let mut rec = rec.unwrap_or_else(|| MonthRecord::new(target));
