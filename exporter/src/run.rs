@@ -5,7 +5,8 @@
 //! 0 accepted / done, 2 configuration or TLS identity problem, 3 store,
 //! 5 invalid archive, 6 pending (the timer tries again), 7 rejected and the
 //! rebuilt archive is identical, 8 deadline passed without acceptance,
-//! 9 SIPIL unreachable or refusing (TLS, HTTP error, no deposit id).
+//! 9 SIPIL unreachable or refusing (TLS, HTTP error, no deposit id), 16 (with
+//! `[central]`) waiting for a node to ship the month.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -98,10 +98,14 @@ pub fn run(config_path: &Path) -> Result<i32, Error> {
         };
         // [central]: the shipper, off the SMTP path, stopped after the front ends.
         let (ship_stop, ship_rx) = watch::channel(false);
-        let shipper = cfg
-            .central
-            .is_some()
-            .then(|| tokio::spawn(crate::shipper::run(cfg.clone(), store_sink, ship_rx)));
+        let shipper = cfg.central.is_some().then(|| {
+            tokio::spawn(crate::shipper::run(
+                cfg.clone(),
+                store_sink,
+                metrics.clone(),
+                ship_rx,
+            ))
+        });
         let r = serve(listeners, cfg, sink, metrics, signal).await;
         let _ = ship_stop.send(true);
         if let Some(s) = shipper {

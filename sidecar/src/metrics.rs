@@ -142,6 +142,17 @@ pub struct ExportMetrics {
     pub cert_days_left: Gauge,
 }
 
+/// `[central]`: the outbox and the shipper ([`crate::shipper`]).
+#[derive(Debug, Default)]
+pub struct CentralMetrics {
+    /// Records waiting in the outbox (read when the shipper reads a batch).
+    pub outbox: Gauge,
+    /// Records committed to PostgreSQL by this node.
+    pub shipped: Counter,
+    /// 1 while the shipper is connected and registered, else 0.
+    pub up: Gauge,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     pub proxy: Frontend,
@@ -169,6 +180,7 @@ pub struct Metrics {
     /// Capture store size on disk (SST files), refreshed by the writer.
     pub store_bytes: Gauge,
     pub export: ExportMetrics,
+    pub central: CentralMetrics,
     /// The operator domains: the only `domain` label values besides `other`.
     pub domains: Vec<String>,
     registry: Registry,
@@ -186,24 +198,24 @@ fn labeled<L: OneLabel + Send + Sync + 'static>(
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics::new(&[], false)
+        Metrics::new(&[], false, false)
     }
 }
 
 impl Metrics {
     /// Metrics whose `domain` labels are `domains` (and `other`).
     pub fn for_domains(domains: &[String]) -> Metrics {
-        Metrics::new(domains, false)
+        Metrics::new(domains, false, false)
     }
 
     /// Metrics for a daemon configured by `cfg` (the certificate gauge only
     /// when `sipil.client_cert` is set).
     pub fn for_config(cfg: &mss_shared::config::Config) -> Metrics {
         let cert = cfg.sipil.as_ref().is_some_and(|s| s.client_cert.is_some());
-        Metrics::new(&cfg.operator.domains, cert)
+        Metrics::new(&cfg.operator.domains, cert, cfg.central.is_some())
     }
 
-    fn new(domains: &[String], cert: bool) -> Metrics {
+    fn new(domains: &[String], cert: bool, central_on: bool) -> Metrics {
         let mut reg = Registry::default();
         let fe_family = |name: &str, help: &str, reg: &mut Registry| {
             let f: Family<FrontendLabel, Counter> = Family::default();
@@ -327,6 +339,24 @@ impl Metrics {
                 export.cert_days_left.clone(),
             );
         }
+        let central = CentralMetrics::default();
+        if central_on {
+            reg.register(
+                "mss_central_outbox_records",
+                "records waiting in the outbox for PostgreSQL ([central])",
+                central.outbox.clone(),
+            );
+            reg.register(
+                "mss_central_shipped_records",
+                "records this node committed to PostgreSQL ([central])",
+                central.shipped.clone(),
+            );
+            reg.register(
+                "mss_central_up",
+                "1 while the shipper is connected and registered ([central])",
+                central.up.clone(),
+            );
+        }
         login_sources.init(&LOGIN_SOURCES);
         outside.init(&OUTSIDE_ACTIONS);
         events_rejected.init(&EVENT_REJECT_REASONS);
@@ -363,6 +393,7 @@ impl Metrics {
             logins_by_domain,
             store_bytes,
             export,
+            central,
             domains: domains.to_vec(),
             registry: reg,
         }

@@ -16,6 +16,7 @@ use mss_shared::config::Config;
 use mss_shared::Error;
 
 use crate::capture::StoreSink;
+use crate::metrics::Metrics;
 
 /// How long after its acceptance a record is surely committed to the
 /// store (the commit wait, plus slack): the completeness mark stays this
@@ -25,13 +26,20 @@ fn margin(cfg: &Config) -> Duration {
 }
 
 /// Ship until `stop` turns true.
-pub async fn run(cfg: Config, sink: Arc<StoreSink>, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    cfg: Config,
+    sink: Arc<StoreSink>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut backoff = Duration::from_secs(1);
     loop {
         if *stop.borrow() {
             return;
         }
-        match session(&cfg, &sink, &mut stop).await {
+        let r = session(&cfg, &sink, &metrics, &mut stop).await;
+        metrics.central.up.set(0);
+        match r {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(
@@ -71,6 +79,7 @@ async fn blocking<T: Send + 'static>(
 async fn session(
     cfg: &Config,
     sink: &Arc<StoreSink>,
+    metrics: &Metrics,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let c = cfg.central.as_ref().expect("shipper runs with [central]");
@@ -95,6 +104,7 @@ async fn session(
         blocking(sink, move |s| s.outbox_trim(shipped as u64)).await?;
     }
     tracing::info!(node = %cfg.operator.node, %id, shipped, "central: connected, shipping");
+    metrics.central.up.set(1);
     let batch = c.batch_rows;
     let margin = margin(cfg).as_micros() as i64;
     loop {
@@ -102,7 +112,13 @@ async fn session(
             return Ok(());
         }
         let seen_at = now_us();
-        let raw = blocking(sink, move |s| s.outbox_read(batch)).await?;
+        let (raw, next) =
+            blocking(sink, move |s| Ok((s.outbox_read(batch)?, s.outbox_next()))).await?;
+        let waiting = match (raw.first(), next) {
+            (Some((first, _)), Some(n)) => n.saturating_sub(*first),
+            _ => raw.len() as u64,
+        };
+        metrics.central.outbox.set(waiting as i64);
         if raw.is_empty() {
             nodes::complete_until(&client, &id, seen_at - margin).await?;
             tokio::select! {
@@ -131,6 +147,7 @@ async fn session(
         )
         .await?;
         blocking(sink, move |s| s.outbox_trim(last)).await?;
+        metrics.central.shipped.inc_by(entries.len() as u64);
         tracing::debug!(entries = entries.len(), last, "central: batch shipped");
     }
 }

@@ -1,5 +1,6 @@
 //! The month's files as `mss-export build` writes them, and the generic
-//! login endpoint: what end-to-end tests compare byte for byte.
+//! login endpoint, a plain HTTP GET (`/metrics`): what end-to-end tests
+//! compare byte for byte.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -79,4 +80,20 @@ pub fn post_login(addr: &str, body: &str) {
     let mut r = String::new();
     let _ = s.read_to_string(&mut r);
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+}
+
+/// GET `path` from `addr` (HTTP/1.1, `Connection: close`): the body.
+pub fn get(addr: &str, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = String::new();
+    let _ = s.read_to_string(&mut r);
+    r.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
 }

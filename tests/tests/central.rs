@@ -35,10 +35,13 @@ fn two_nodes_one_month_exact_files() {
     let pb = PostfixBuilder::new().start().unwrap();
     let ev_a = format!("127.0.0.1:{ev_a}");
     let ev_b = format!("127.0.0.1:{ev_b}");
+    let metrics_a = format!("127.0.0.1:{}", Postfix::free_port());
     let a = Daemon::start(
         da.path(),
         &node_config(&pg, da.path(), "mxa", |t| {
-            t.milter(&format!("127.0.0.1:{milter}")).events(&ev_a)
+            t.milter(&format!("127.0.0.1:{milter}"))
+                .events(&ev_a)
+                .metrics(&metrics_a)
         }),
         &ev_a,
     );
@@ -70,6 +73,20 @@ fn two_nodes_one_month_exact_files() {
         .map(|n| n["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["mxa", "mxb"]);
+    // mxa's /metrics: connected, its 3 records shipped, nothing waiting.
+    let t = Instant::now();
+    loop {
+        let m = mss_tests::files::get(&metrics_a, "/metrics");
+        let have = |l: &str| m.lines().any(|x| x == l);
+        if have("mss_central_up 1")
+            && have("mss_central_shipped_records_total 3")
+            && have("mss_central_outbox_records 0")
+        {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{m}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let all_rows: Vec<OutRow> = [rows(da.path()), rows(db.path())].concat();
     assert_eq!(all_rows.len(), 4);
     stop(a);

@@ -66,6 +66,12 @@ impl CaptureStore {
         batch.put_cf(self.cf(CF_META), NEXT, n.to_be_bytes());
     }
 
+    /// The next seq to be written (`None`: outbox not enabled). With the
+    /// first waiting seq, bounds what waits (a failed write leaves a gap).
+    pub fn outbox_next(&self) -> Option<u64> {
+        *self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Up to `max` entries from the oldest, as (seq, JSON record).
     ///
     /// # Errors
