@@ -130,6 +130,26 @@ pub fn run(rows: u64, sidecar: &str, admin: &str) {
         "ratio (rows/s, shipper / reference): {:.2}",
         reference / ship
     );
+    // Reading the merged month: every shipped record replayed into a private
+    // store (what mss-export and mss-admin do with [central]).
+    let edir = tempfile::tempdir().unwrap();
+    let ecfg = write_config(edir.path(), |t| {
+        t.with(|c| c.central = Some(pg.central("mss_export")))
+    });
+    let tz = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
+    let month = mss_shared::month::Month::current(&tz);
+    let t = Instant::now();
+    let o = Command::new(admin)
+        .arg("--config")
+        .arg(&ecfg)
+        .args(["counts", "--month", &month.to_string(), "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    println!(
+        "mss-admin counts from the centre ({rows} records replayed): {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
 }
 
 /// `mss-bench centralproxy ROUNDS MESSAGES SESSIONS SIDECAR_BIN ADMIN_BIN`:

@@ -144,7 +144,7 @@ fn postgres_down_at_start_then_back_ships_everything_once() {
 }
 
 #[test]
-fn cut_connections_and_kill_9_mid_batch_lose_and_duplicate_nothing() {
+fn cut_connections_postgres_stopped_and_kill_9_mid_batch_lose_and_duplicate_nothing() {
     let (pg, _ad, _admin) = central();
     // Small batches: many transactions to cut.
     let node = ProxyNode::new(&pg, "mxa", 100);
@@ -170,6 +170,10 @@ fn cut_connections_and_kill_9_mid_batch_lose_and_duplicate_nothing() {
             .unwrap();
     }
     assert!(cut > 0, "no shipper connection to cut");
+    // PostgreSQL itself stopped under load, mid-batch or not, then back.
+    pg.stop();
+    std::thread::sleep(Duration::from_millis(700));
+    pg.start_again();
     // Then the node itself killed with SIGKILL, mid-batch or not.
     let mut d = d;
     let _ = Command::new("kill")
