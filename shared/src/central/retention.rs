@@ -79,24 +79,3 @@ pub async fn purge(c: &mut Client, cls: &Classifier, keep_from: Month) -> Result
         summaries: summaries.len(),
     })
 }
-
-/// Every summary entry kept centrally.
-///
-/// # Errors
-/// [`Error::Central`].
-pub async fn summaries(c: &Client) -> Result<Vec<(String, [u64; 3])>> {
-    let rows = c
-        .query(
-            "SELECT bal, last_login_us, last_sent_us, last_received_us FROM bal_summary",
-            &[],
-        )
-        .await
-        .map_err(|e| pg("reading bal_summary", e))?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let v: [i64; 3] = [r.get(1), r.get(2), r.get(3)];
-            (r.get(0), v.map(|x| x.max(0) as u64))
-        })
-        .collect())
-}

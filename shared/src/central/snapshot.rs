@@ -9,6 +9,8 @@ use std::path::Path;
 
 use futures_util::{pin_mut, TryStreamExt};
 
+use tokio_postgres::Client;
+
 use super::pg;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -55,7 +57,7 @@ pub async fn pull(
         .map_err(|e| pg("reading records", e))?;
     let n = replay(rows, store, cls).await?;
     // What retention purged centrally: its last dates, never lost.
-    store.merge_summaries(&super::retention::summaries(client).await?)?;
+    store.merge_summaries(&summaries(client).await?)?;
     Ok(n)
 }
 
@@ -90,4 +92,25 @@ pub async fn replay(
     n += batch.len() as u64;
     store.apply(&batch, cls, false)?;
     Ok(n)
+}
+
+/// Every summary entry kept centrally.
+///
+/// # Errors
+/// [`Error::Central`].
+pub async fn summaries(c: &Client) -> Result<Vec<(String, [u64; 3])>> {
+    let rows = c
+        .query(
+            "SELECT bal, last_login_us, last_sent_us, last_received_us FROM bal_summary",
+            &[],
+        )
+        .await
+        .map_err(|e| pg("reading bal_summary", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let v: [i64; 3] = [r.get(1), r.get(2), r.get(3)];
+            (r.get(0), v.map(|x| x.max(0) as u64))
+        })
+        .collect())
 }

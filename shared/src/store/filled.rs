@@ -16,7 +16,7 @@ use super::registry::RegistryStore;
 use crate::error::Result;
 use crate::month::Month;
 
-pub const CF_FILLED: &str = "filled";
+pub use super::registry::CF_FILLED;
 
 /// The `frontend` of a filled row as [`OutRow`] reports it.
 pub const SOURCE_LOG: &str = "log";

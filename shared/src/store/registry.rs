@@ -6,7 +6,7 @@
 //! | `mailbox` | domain · `0x00` · BAL | JSON [`Mailbox`] (type, test flag, FINESS, login tracking, every dated status change) |
 //! | `meta` | name | JSON: `sipil/month/YYYY-MM` (delivery state, mss-export), `structure/<FINESS>` (name, contact: `mss-admin structure set`), `report/mailed/YYYY-MM/<FINESS>` (report mailed) |
 //! | `login` | `AAAAMM` · BAL · `0x00` · service | last imported login in that month (u64 BE µs), from `mss-admin logins import` |
-//! | `filled` | `AAAAMM` · domain · `0x00` · µs (u64 BE) · MAIL_ID · `0x00` · recipient | JSON [`super::filled::Filled`]: a row `mss-admin reconcile --fill` rebuilt from Postfix's log (TAILLE estimated) |
+//! | `filled` | `AAAAMM` · domain · `0x00` · µs (u64 BE) · MAIL_ID · `0x00` · recipient | JSON `Filled` (`store::filled`): a row `mss-admin reconcile --fill` rebuilt from Postfix's log (TAILLE estimated) |
 //!
 //! Written by `mss-admin` (and later `mss-export`) with short opens; a second
 //! writer gets a clear "in use" error. Keys are domain-first so an export
@@ -29,6 +29,8 @@ use crate::month::Month;
 pub const CF_MAILBOX: &str = "mailbox";
 pub const CF_META: &str = "meta";
 pub const CF_LOGIN: &str = "login";
+/// Rows rebuilt by `reconcile --fill` (see `store::filled`).
+pub const CF_FILLED: &str = "filled";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -152,7 +154,7 @@ impl Drop for RegistryStore {
 }
 
 fn cfs() -> Vec<ColumnFamilyDescriptor> {
-    [CF_MAILBOX, CF_META, CF_LOGIN, super::filled::CF_FILLED]
+    [CF_MAILBOX, CF_META, CF_LOGIN, CF_FILLED]
         .iter()
         .map(|n| ColumnFamilyDescriptor::new(*n, super::base_options()))
         .collect()
