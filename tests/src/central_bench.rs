@@ -22,7 +22,8 @@ fn write_config(dir: &Path, f: impl FnOnce(TestConfig) -> TestConfig) -> std::pa
     p
 }
 
-pub fn run(rows: u64, sidecar: &str, admin: &str) {
+/// A private PostgreSQL migrated by `admin` (the admin role), with the grants.
+fn migrated(admin: &str) -> Pg {
     let pg = Pg::start();
     let adir = tempfile::tempdir().unwrap();
     let acfg = write_config(adir.path(), |t| {
@@ -36,6 +37,11 @@ pub fn run(rows: u64, sidecar: &str, admin: &str) {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     pg.grant();
+    pg
+}
+
+pub fn run(rows: u64, sidecar: &str, admin: &str) {
+    let pg = migrated(admin);
     // The backlog: ROWS records in the node's outbox, written as the
     // capture writer would (one record = one message to one recipient).
     let ndir = tempfile::tempdir().unwrap();
@@ -159,19 +165,7 @@ pub fn run(rows: u64, sidecar: &str, admin: &str) {
 /// >= 0.95). Ends by checking PostgreSQL holds every record of the run.
 pub fn proxy(rounds: u64, msgs: u64, sessions: u64, sidecar: &str, admin: &str) {
     use crate::bench::{median, smtp_source};
-    let pg = Pg::start();
-    let adir = tempfile::tempdir().unwrap();
-    let acfg = write_config(adir.path(), |t| {
-        t.with(|c| c.central = Some(pg.central("mss_admin")))
-    });
-    let o = Command::new(admin)
-        .arg("--config")
-        .arg(&acfg)
-        .args(["central", "migrate"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    pg.grant();
+    let pg = migrated(admin);
     let back = crate::postfix::PostfixBuilder::new()
         .main_cf("default_process_limit = 200")
         .main_cf("smtpd_client_connection_count_limit = 0")

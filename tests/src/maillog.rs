@@ -121,3 +121,21 @@ pub fn removed_count(pf: &Postfix) -> usize {
         .filter(|l| l.ends_with(": removed"))
         .count()
 }
+
+/// DOMAIN's entry of `mss-admin counts --month M --json`.
+pub fn domain_counts(cfg: &Path, month: &str) -> serde_json::Value {
+    let o = Command::new(bin("mss-admin"))
+        .arg("--config")
+        .arg(cfg)
+        .args(["counts", "--month", month, "--json"])
+        .output()
+        .unwrap();
+    let counts: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    counts["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["domain"] == crate::sidecar::DOMAIN)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {} in {counts}", crate::sidecar::DOMAIN))
+}

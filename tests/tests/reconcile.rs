@@ -206,19 +206,7 @@ fn clean_month_then_milter_down_through_smtpd_and_sendmail() {
     assert_eq!((code, &mine), (0, &after));
 
     // counts says how many rows were filled.
-    let o = Command::new(bin("mss-admin"))
-        .arg("--config")
-        .arg(&cfg)
-        .args(["counts", "--month", &month, "--json"])
-        .output()
-        .unwrap();
-    let counts: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let d = counts["domains"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["domain"] == DOMAIN)
-        .unwrap();
+    let d = domain_counts(&cfg, &month);
     assert_eq!(
         (
             d["messages"].as_u64(),
@@ -226,7 +214,7 @@ fn clean_month_then_milter_down_through_smtpd_and_sendmail() {
             d["filled_rows"].as_u64()
         ),
         (Some(5), Some(7), Some(3)),
-        "{counts}"
+        "{d}"
     );
 
     // The month's file: exactly every accepted recipient, the filled ones

@@ -10,7 +10,7 @@ use mss_tests::config::TestConfig;
 use mss_tests::daemon::Daemon;
 use mss_tests::maillog::*;
 use mss_tests::postfix::Postfix;
-use mss_tests::sidecar::{bin, DOMAIN};
+use mss_tests::sidecar::DOMAIN;
 
 #[test]
 fn milter_restarted_under_load_every_gap_explained_and_filled_exactly() {
@@ -118,20 +118,7 @@ fn milter_restarted_under_load_every_gap_explained_and_filled_exactly() {
     let (_, again, err) = reconcile_with(&cfg, &month, &[&log], &["--fill"]);
     assert!(err.contains("0 row(s) rebuilt"), "{err}");
     assert_eq!(again, after);
-    let o = Command::new(bin("mss-admin"))
-        .arg("--config")
-        .arg(&cfg)
-        .args(["counts", "--month", &month, "--json"])
-        .output()
-        .unwrap();
-    let counts: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let d = counts["domains"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["domain"] == DOMAIN)
-        .unwrap()
-        .clone();
+    let d = domain_counts(&cfg, &month);
     assert_eq!(
         (
             d["messages"].as_u64(),
@@ -143,7 +130,7 @@ fn milter_restarted_under_load_every_gap_explained_and_filled_exactly() {
             Some(2 * MESSAGES as u64),
             Some(missing.len() as u64)
         ),
-        "{counts}"
+        "{d}"
     );
     // The recipients of the files are exactly the logged ones.
     let mut logged: Vec<String> = pf
