@@ -8,6 +8,7 @@
 //! - [`files`]: the month's files from `mss-export build`, the generic login endpoint.
 //! - [`fake_upstream`]: a misbehaving (or accepting) SMTP next hop.
 //! - [`multinode`]: the several-nodes tests' PostgreSQL, nodes and their MAIL_IDs.
+//! - [`golden`]: the golden-files test's crafted month and its comparison.
 //! - [`guard`]: bounded waits on child processes; a guard that stops a child on drop.
 //! - [`dovecot`]: a private Dovecot as SASL server.
 //! - [`debian13`]: the Debian 13 chroot (Dovecot 2.4, Postfix 3.10) and a Dovecot 2.4 in it.
@@ -29,6 +30,7 @@ pub mod debian13;
 pub mod dovecot;
 pub mod fake_upstream;
 pub mod files;
+pub mod golden;
 pub mod guard;
 pub mod lanes;
 pub mod maillog;
