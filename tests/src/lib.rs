@@ -16,6 +16,7 @@
 //! - [`lanes`]: checks run alike in the Debian 12 and Debian 13 lanes (Dovecot 2.3 / 2.4).
 //! - [`postgres`]: a private PostgreSQL 15 (TLS, scram, the three roles), stopped on drop.
 //! - [`postfix`]: private Postfix instances (own config, queue, loopback port).
+//! - [`structures`]: the structures' report test: files read, expected figures, `/metrics` checked.
 //! - [`swaks`]: the swaks client.
 //! - [`smtp`]: a raw SMTP client for exact bytes and pipelining.
 //! - [`sidecar`]: the proxy in-process, the binaries, reading captured rows.
@@ -40,4 +41,5 @@ pub mod postgres;
 pub mod sidecar;
 pub mod sipil;
 pub mod smtp;
+pub mod structures;
 pub mod swaks;
