@@ -60,13 +60,7 @@ pub fn wait_removed(pf: &Postfix, qid: &str) {
 
 pub fn wait_rows(cfg: &Path, month: &str, n: u64) {
     for _ in 0..100 {
-        let o = Command::new(bin("mss-admin"))
-            .arg("--config")
-            .arg(cfg)
-            .args(["counts", "--month", month, "--json"])
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        let v = counts(cfg, month);
         let rows: u64 = v["domains"]
             .as_array()
             .map(|a| a.iter().filter_map(|d| d["rows"].as_u64()).sum())
@@ -124,13 +118,7 @@ pub fn removed_count(pf: &Postfix) -> usize {
 
 /// DOMAIN's entry of `mss-admin counts --month M --json`.
 pub fn domain_counts(cfg: &Path, month: &str) -> serde_json::Value {
-    let o = Command::new(bin("mss-admin"))
-        .arg("--config")
-        .arg(cfg)
-        .args(["counts", "--month", month, "--json"])
-        .output()
-        .unwrap();
-    let counts: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let counts = counts(cfg, month);
     counts["domains"]
         .as_array()
         .unwrap()
@@ -138,4 +126,15 @@ pub fn domain_counts(cfg: &Path, month: &str) -> serde_json::Value {
         .find(|d| d["domain"] == crate::sidecar::DOMAIN)
         .cloned()
         .unwrap_or_else(|| panic!("no {} in {counts}", crate::sidecar::DOMAIN))
+}
+
+/// `mss-admin counts --month M --json` (`null` when it printed no JSON).
+pub fn counts(cfg: &Path, month: &str) -> serde_json::Value {
+    let o = Command::new(bin("mss-admin"))
+        .arg("--config")
+        .arg(cfg)
+        .args(["counts", "--month", month, "--json"])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&o.stdout).unwrap_or_default()
 }

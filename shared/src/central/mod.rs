@@ -169,47 +169,34 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
 /// [`Error::Central`] naming what failed (network, TLS, password, role).
 pub async fn connect(c: &Central) -> Result<Client> {
     let pc = pg_config(c)?;
-    let tls = match c.tls {
-        CentralTls::Disable => None,
-        _ => Some(tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(
-            c,
-        )?)),
-    };
-    let fut = async {
-        match tls {
-            None => {
-                let (client, conn) = pc.connect(tokio_postgres::NoTls).await?;
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!("central connection ended: {e}");
-                    }
-                });
-                Ok(client)
-            }
-            Some(tls) => {
-                let (client, conn) = pc.connect(tls).await?;
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!("central connection ended: {e}");
-                    }
-                });
-                Ok(client)
-            }
+    let what = format!("connecting to {}", c.url);
+    let limit = CONNECT_TIMEOUT + Duration::from_secs(2);
+    let connected = match c.tls {
+        CentralTls::Disable => tokio::time::timeout(limit, open(&pc, tokio_postgres::NoTls)).await,
+        _ => {
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(c)?);
+            tokio::time::timeout(limit, open(&pc, tls)).await
         }
     };
-    match tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(2), fut).await {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(pg(&format!("connecting to {}", redacted(&c.url)), e)),
-        Err(_) => Err(err(
-            &format!("connecting to {}", redacted(&c.url)),
-            "timed out",
-        )),
+    match connected {
+        Ok(r) => r.map_err(|e| pg(&what, e)),
+        Err(_) => Err(err(&what, "timed out")),
     }
 }
 
-/// The URL for messages (it holds no password: validation refuses one).
-pub fn redacted(url: &str) -> String {
-    url.to_string()
+/// Connect with `tls`; the connection's I/O runs as its own task.
+async fn open<T>(pc: &tokio_postgres::Config, tls: T) -> Result<Client, tokio_postgres::Error>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, conn) = pc.connect(tls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!("central connection ended: {e}");
+        }
+    });
+    Ok(client)
 }
 
 /// A current-thread runtime for the command-line tools.

@@ -32,6 +32,18 @@ Dec 02 12:00:03 mx postfix/smtp[40]: EEEEE5: to=<eve@ext.fr>, relay=r, status=se
 Dec 02 12:00:03 mx postfix/qmgr[30]: EEEEE5: removed
 ";
 
+/// The messages of `lines` (December 2026, UTC), in the order they end.
+fn episodes<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<Message> {
+    let mut clock = parse::Clock::new(TimeZone::UTC, 2026, 12);
+    let mut eps = Episodes::default();
+    let mut out = Vec::new();
+    for l in lines {
+        eps.line(&clock.split(l).unwrap(), |m| out.push(m));
+    }
+    eps.finish(|m| out.push(m));
+    out
+}
+
 fn cls() -> Classifier {
     Classifier::new(
         &["a.fr".to_string()],
@@ -123,13 +135,7 @@ fn deferred_once_milter_down_requeued_once_phantom() {
 
 #[test]
 fn cleanup_warning_pins_pickup_message() {
-    let mut clock = parse::Clock::new(TimeZone::UTC, 2026, 12);
-    let mut eps = Episodes::default();
-    let mut out = Vec::new();
-    for l in LOG.lines().skip(20).take(4) {
-        eps.line(&clock.split(l).unwrap(), |m| out.push(m));
-    }
-    eps.finish(|m| out.push(m));
+    let out = episodes(LOG.lines().skip(20).take(4));
     assert_eq!(out.len(), 1);
     assert!(out[0].milter_down);
     assert_eq!(out[0].origin, Origin::Pickup);
@@ -153,13 +159,7 @@ Dec 02 12:00:00 mx postfix/pickup[50]: 00000A: uid=0 from=<root@a.fr>
 Dec 02 12:00:00 mx postfix/qmgr[30]: FFFFF1: from=<alice@a.fr>, size=400, nrcpt=1 (queue active)
 Dec 02 12:00:00 mx postfix/qmgr[30]: 00000A: from=<root@a.fr>, size=400, nrcpt=1 (queue active)
 ";
-    let mut clock = parse::Clock::new(TimeZone::UTC, 2026, 12);
-    let mut eps = Episodes::default();
-    let mut out = Vec::new();
-    for l in log.lines() {
-        eps.line(&clock.split(l).unwrap(), |m| out.push(m));
-    }
-    eps.finish(|m| out.push(m));
+    let out = episodes(log.lines());
     let ids: Vec<&str> = out.iter().map(|m| m.queue_id.as_str()).collect();
     assert_eq!(ids, ["FFFFF1", "00000A"]);
 }
@@ -190,13 +190,7 @@ Dec 05 11:46:25 mx postfix/qmgr[662]: 147B798E174: removed
 Dec 05 11:46:25 mx postfix/qmgr[662]: 2A00000E175: removed
 Dec 05 11:46:25 mx postfix/qmgr[662]: 0AAAAAAE170: removed
 ";
-    let mut clock = parse::Clock::new(TimeZone::UTC, 2026, 12);
-    let mut eps = Episodes::default();
-    let mut out = Vec::new();
-    for l in log.lines() {
-        eps.line(&clock.split(l).unwrap(), |m| out.push(m));
-    }
-    eps.finish(|m| out.push(m));
+    let out = episodes(log.lines());
     let pinned: Vec<(&str, bool)> = out
         .iter()
         .map(|m| (m.queue_id.as_str(), m.milter_down))
